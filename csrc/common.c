@@ -1,0 +1,123 @@
+/* The parts of the kernels that do not depend on the dtype: the thread plan,
+ * the workspace layout and their sizes. */
+#include "plan.h"
+#include "omp.h"
+
+/* Below this many multiply-adds per step a second thread costs more than it saves. */
+#define FR_MIN_WORK_PER_THREAD 32768
+/* Rows of an input GEMM in inference: enough for BLAS to run at speed, few
+ * enough that the scratch stays O(N * H) whatever T. */
+#define FR_CHUNK_ROWS 1024
+/* A batch split wants at least this many rows per thread. */
+#define FR_MIN_ROWS_PER_THREAD 4
+/* A hidden split wants at least this many units per thread. */
+#define FR_MIN_UNITS_PER_THREAD 16
+
+fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_threads)
+{
+    fr_plan p;
+    int64_t N = d->batch, H = d->hidden_size, G = fr_gates(cell->mode);
+    int64_t Hout = d->proj_size ? d->proj_size : H;
+    if (n_threads < 1)
+        n_threads = 1;
+    p.teams = (d->n_dirs == 2 && n_threads >= 2) ? 2 : 1;
+    int per = n_threads / p.teams;
+    int64_t work = N * G * H * Hout; /* multiply-adds of one step's recurrent product */
+    p.split = FR_SPLIT_BATCH;
+    if (per > 1) {
+        int64_t by_work = work / FR_MIN_WORK_PER_THREAD;
+        if (by_work < per)
+            per = by_work < 1 ? 1 : (int)by_work;
+    }
+    if (per > 1) {
+        if (N >= (int64_t)per * FR_MIN_ROWS_PER_THREAD) {
+            p.split = FR_SPLIT_BATCH;
+        } else {
+            int64_t by_units = H / FR_MIN_UNITS_PER_THREAD;
+            if (by_units < per)
+                per = by_units < 1 ? 1 : (int)by_units;
+            p.split = per > 1 ? FR_SPLIT_HIDDEN : FR_SPLIT_BATCH;
+        }
+    }
+    p.per_team = per;
+    p.n_threads = p.teams * per;
+    int64_t T = d->seq_len;
+    if (pass == FR_PASS_INFERENCE) {
+        int64_t chunk = FR_CHUNK_ROWS / (N > 0 ? N : 1);
+        p.chunk = chunk < 1 ? 1 : (chunk > T ? T : chunk);
+    } else {
+        p.chunk = T;
+    }
+    return p;
+}
+
+fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const fr_plan *plan)
+{
+    fr_layout l = {0};
+    size_t T = (size_t)d->seq_len, N = (size_t)d->batch, H = (size_t)d->hidden_size;
+    size_t P = (size_t)d->proj_size, G = (size_t)fr_gates(cell->mode);
+    size_t Hout = P ? P : H, GH = G * H, TN = T * N;
+    int lstm = cell->mode == FR_LSTM;
+    int gru_lbr = cell->mode == FR_GRU && cell->linear_before_reset;
+    int gru_orig = cell->mode == FR_GRU && !cell->linear_before_reset;
+    size_t off = 0;
+#define FR_TAKE(field, n) (l.field = off, off += (n))
+    if (pass == FR_PASS_BACKWARD) {
+        FR_TAKE(dgx, TN * GH);
+        FR_TAKE(daux, gru_lbr ? TN * H : 0);
+        FR_TAKE(dhout, TN * P);
+        FR_TAKE(dh, 2 * N * Hout);
+        FR_TAKE(dc, lstm ? N * H : 0);
+        FR_TAKE(dhg, N * GH);
+        FR_TAKE(dhtot, N * P);
+        FR_TAKE(dhsc, (P || gru_orig) ? N * H : 0);
+    } else {
+        FR_TAKE(h, 2 * N * Hout);
+        FR_TAKE(c, lstm ? N * H : 0);
+        FR_TAKE(hfull, P ? N * H : 0);
+        FR_TAKE(rh, gru_orig ? N * H : 0);
+        FR_TAKE(hg, N * GH);
+        FR_TAKE(wpack, plan->split == FR_SPLIT_HIDDEN ? GH * Hout : 0);
+        FR_TAKE(xg, pass == FR_PASS_INFERENCE ? (size_t)plan->chunk * N * GH : 0);
+    }
+#undef FR_TAKE
+    l.per_dir = off;
+    l.per_thread = 10 * H; /* activation values and derivatives of one row's unit slice */
+    l.total = (size_t)d->n_dirs * l.per_dir + (size_t)plan->n_threads * l.per_thread;
+    return l;
+}
+
+fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d)
+{
+    fr_saved_layout s;
+    size_t TN = (size_t)d->seq_len * (size_t)d->batch, H = (size_t)d->hidden_size;
+    size_t P = (size_t)d->proj_size, G = (size_t)fr_gates(cell->mode);
+    size_t off = 0;
+    s.gates = off; off += TN * G * H;          /* gate pre-activations */
+    s.hprev = off; off += TN * (P ? P : H);    /* the state each step started from */
+    s.c = off; off += cell->mode == FR_LSTM ? TN * H : 0;  /* LSTM cell state after each step */
+    s.hfull = off; off += P ? TN * H : 0;      /* LSTM o * h(c) before the projection */
+    s.aux = off; off += cell->mode == FR_GRU ? TN * H : 0; /* GRU: W_hn h + b_hn, or r * h */
+    s.total = off;
+    return s;
+}
+
+size_t fr_workspace_size(const fr_cell *cell, const fr_dims *d, int pass, int n_threads)
+{
+    fr_plan plan = fr_make_plan(cell, d, pass, n_threads);
+    return fr_make_layout(cell, d, pass, &plan).total;
+}
+
+size_t fr_saved_size(const fr_cell *cell, const fr_dims *d)
+{
+    return fr_make_saved_layout(cell, d).total;
+}
+
+int fr_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}

@@ -1,0 +1,160 @@
+/* LSTM, one dtype (included by kernels_f32.c / kernels_f64.c).  Gates i, f, g, o:
+ *   i = f(x_i + h_i + p_i c),  f = f(x_f + h_f + p_f c)   (f = 1 - i with input_forget)
+ *   g = g(x_g + h_g),          c' = f c + i g
+ *   o = f(x_o + h_o + p_o c'), h' = o h(c')              (h' = W_hr o h(c') with a projection)
+ * each pre-activation clipped to [-clip, clip] when clip is set.
+ * Scratch: hg (N, 4H), c (N, H), hfull (N, H) with a projection; training saves
+ * the pre-activations, c after each step, h_prev and o h(c'). */
+
+static void lstm_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
+{
+    const fr_act *act = c->cell->act;
+    int64_t nu = w->j1 - w->j0, H = c->H, P = c->P, j0 = w->j0;
+    recurrent_product(c, w, hprev, c->Hout, 0, 4);
+    const REAL *hg = hg_of(c, w);
+    const REAL *peep = c->L->weight_peephole;
+    REAL *cst = W(c, c->lay.c);
+    REAL *hout = P ? W(c, c->lay.hfull) : hnext;
+    REAL *vi = w->tmp, *vf = w->tmp + nu, *vg = w->tmp + 2 * nu, *vo = w->tmp + 3 * nu;
+    REAL *hc = w->tmp + 4 * nu;
+    size_t bytes = (size_t)nu * sizeof(REAL);
+    for (int64_t n = w->n0; n < w->n1; n++) {
+        int64_t len = len_of(c, n);
+        if (s >= len) {
+            if (c->saved) {
+                memset(saved_row(c, c->sl.c, n, s, H) + j0, 0, bytes);
+                if (P)
+                    memset(saved_row(c, c->sl.hfull, n, s, H) + j0, 0, bytes);
+            }
+            continue;
+        }
+        int64_t t = time_of(c, len, s);
+        REAL *pre = xg_row(c, n, t) + j0;
+        const REAL *hgr = hg + (n - w->n0) * 4 * nu;
+        REAL *cn = cst + n * H + j0;
+        for (int64_t k = 0; k < 4; k++)
+            for (int64_t j = 0; j < nu; j++)
+                pre[k * H + j] += hgr[k * nu + j];
+        if (peep)
+            for (int64_t j = 0; j < nu; j++) {
+                pre[j] += peep[j0 + j] * cn[j];
+                pre[H + j] += peep[H + j0 + j] * cn[j];
+            }
+        act_forward(&act[0], c->clip, pre, vi, nu);
+        if (c->cell->input_forget)
+            for (int64_t j = 0; j < nu; j++)
+                vf[j] = 1 - vi[j];
+        else
+            act_forward(&act[0], c->clip, pre + H, vf, nu);
+        act_forward(&act[1], c->clip, pre + 2 * H, vg, nu);
+        for (int64_t j = 0; j < nu; j++)
+            cn[j] = vf[j] * cn[j] + vi[j] * vg[j];
+        if (peep)
+            for (int64_t j = 0; j < nu; j++)
+                pre[3 * H + j] += peep[2 * H + j0 + j] * cn[j];
+        act_forward(&act[0], c->clip, pre + 3 * H, vo, nu);
+        act_forward(&act[2], 0, cn, hc, nu);
+        REAL *ho = hout + n * H + j0;
+        for (int64_t j = 0; j < nu; j++)
+            ho[j] = vo[j] * hc[j];
+        if (c->saved) {
+            memcpy(saved_row(c, c->sl.c, n, t, H) + j0, cn, bytes);
+            if (P)
+                memcpy(saved_row(c, c->sl.hfull, n, t, H) + j0, ho, bytes);
+        }
+    }
+    if (P) { /* h' = W_hr (o h(c')) for the thread's rows and projection units */
+        BARRIER_IF(w->sync);
+        gemm_rm(c->blas, 0, 1, w->n1 - w->n0, w->o1 - w->o0, H, 1, hout + w->n0 * H, H,
+                c->L->weight_hr + w->o0 * H, H, 0, hnext + w->n0 * P + w->o0, P);
+    }
+    finish_step(c, w, s, hprev, hnext);
+}
+
+/* dh_tot = dh + dy for the thread's projection units, then dh_full = dh_tot @ W_hr. */
+static void lstm_projection_grad(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
+{
+    int64_t P = c->P, H = c->H;
+    REAL *dhtot = W(c, c->lay.dhtot);
+    for (int64_t n = w->n0; n < w->n1; n++) {
+        int64_t len = len_of(c, n);
+        int active = s < len;
+        int64_t t = active ? time_of(c, len, s) : s;
+        const REAL *dy = active ? dy_row(c, n, t) : NULL;
+        REAL *save = W(c, c->lay.dhout) + (t * c->N + n) * P;
+        for (int64_t o = w->o0; o < w->o1; o++) {
+            REAL v = dhcur[n * P + o] + (dy ? dy[o] : 0);
+            dhtot[n * P + o] = v;
+            save[o] = active ? v : 0;
+            dhnext[n * P + o] = active ? 0 : v;
+        }
+    }
+    BARRIER_IF(w->sync);
+    gemm_rm(c->blas, 0, 0, w->n1 - w->n0, w->j1 - w->j0, P, 1, dhtot + w->n0 * P, P,
+            c->L->weight_hr + w->j0, H, 0, W(c, c->lay.dhsc) + w->n0 * H + w->j0, H);
+}
+
+static void lstm_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
+{
+    const fr_act *act = c->cell->act;
+    int64_t nu = w->j1 - w->j0, H = c->H, P = c->P, GH = c->GH, j0 = w->j0;
+    const REAL *peep = c->L->weight_peephole;
+    REAL *dc = W(c, c->lay.dc), *dhg = W(c, c->lay.dhg);
+    REAL *vi = w->tmp, *di = vi + nu, *vf = di + nu, *df = vf + nu, *vg = df + nu;
+    REAL *dg = vg + nu, *vo = dg + nu, *dout = vo + nu, *hc = dout + nu, *dhc = hc + nu;
+    size_t bytes = (size_t)nu * sizeof(REAL);
+    if (P)
+        lstm_projection_grad(c, w, s, dhcur, dhnext);
+    for (int64_t n = w->n0; n < w->n1; n++) {
+        int64_t len = len_of(c, n);
+        if (s >= len) {
+            for (int64_t k = 0; k < 4; k++) {
+                memset(dgx_row(c, n, s) + k * H + j0, 0, bytes);
+                memset(dhg + n * GH + k * H + j0, 0, bytes);
+            }
+            if (!P)
+                memcpy(dhnext + n * H + j0, dhcur + n * H + j0, bytes);
+            continue;
+        }
+        int64_t t = time_of(c, len, s);
+        const REAL *pre = saved_row(c, c->sl.gates, n, t, GH) + j0;
+        const REAL *cn = saved_row(c, c->sl.c, n, t, H) + j0;
+        const REAL *cp = (s > 0 ? saved_row(c, c->sl.c, n, time_of(c, len, s - 1), H)
+                                : c->L->c0 + n * H) + j0;
+        act_backward(&act[0], c->clip, pre, vi, di, nu);
+        if (c->cell->input_forget)
+            for (int64_t j = 0; j < nu; j++)
+                vf[j] = 1 - vi[j], df[j] = 0;
+        else
+            act_backward(&act[0], c->clip, pre + H, vf, df, nu);
+        act_backward(&act[1], c->clip, pre + 2 * H, vg, dg, nu);
+        act_backward(&act[0], c->clip, pre + 3 * H, vo, dout, nu);
+        act_backward(&act[2], 0, cn, hc, dhc, nu);
+        const REAL *dh = P ? W(c, c->lay.dhsc) + n * H + j0 : dhcur + n * H + j0;
+        const REAL *dy = P ? NULL : dy_row(c, n, t);
+        REAL *dgr = dgx_row(c, n, t) + j0, *dhgr = dhg + n * GH + j0, *dcn = dc + n * H + j0;
+        for (int64_t j = 0; j < nu; j++) {
+            REAL dhj = dh[j] + (dy ? dy[j0 + j] : 0);
+            REAL d_o = dhj * hc[j] * dout[j];
+            REAL dct = dcn[j] + dhj * vo[j] * dhc[j] + (peep ? d_o * peep[2 * H + j0 + j] : 0);
+            REAL d_i, d_f;
+            if (c->cell->input_forget) { /* f = 1 - i */
+                d_i = (dct * vg[j] - dct * cp[j]) * di[j];
+                d_f = 0;
+            } else {
+                d_i = dct * vg[j] * di[j];
+                d_f = dct * cp[j] * df[j];
+            }
+            REAL d_g = dct * vi[j] * dg[j];
+            dcn[j] = dct * vf[j] + (peep ? d_i * peep[j0 + j] + d_f * peep[H + j0 + j] : 0);
+            dgr[j] = dhgr[j] = d_i;
+            dgr[H + j] = dhgr[H + j] = d_f;
+            dgr[2 * H + j] = dhgr[2 * H + j] = d_g;
+            dgr[3 * H + j] = dhgr[3 * H + j] = d_o;
+            if (!P)
+                dhnext[n * H + j0 + j] = 0;
+        }
+    }
+    BARRIER_IF(w->sync);
+    recurrent_grad_product(c, w, dhnext, GH);
+}

@@ -1,0 +1,39 @@
+/* How a call splits its work over threads, and where its scratch lies.
+ * Shared by the kernels (kernels_f32.c, kernels_f64.c) and fr_workspace_size. */
+#ifndef FASTRNN_PLAN_H
+#define FASTRNN_PLAN_H
+
+#include "fastrnn.h"
+
+enum { FR_SPLIT_BATCH = 0, FR_SPLIT_HIDDEN = 1 };
+
+typedef struct {
+    int teams;        /* directions that run at once: n_dirs, or 1 on one thread */
+    int per_team;     /* threads per direction */
+    int n_threads;    /* teams * per_team */
+    int split;        /* FR_SPLIT_BATCH: batch rows per thread, no barrier per step;
+                         FR_SPLIT_HIDDEN: hidden units per thread, a barrier per step */
+    int64_t chunk;    /* timesteps per input GEMM (inference; training takes all T) */
+} fr_plan;
+
+/* Offsets (in elements) of one direction's scratch inside ws; the block of
+ * direction d starts at d * per_dir, thread k's own scratch at
+ * n_dirs * per_dir + k * per_thread. */
+typedef struct {
+    size_t h, c, hfull, rh, hg, wpack, xg;      /* forward */
+    size_t dgx, daux, dhout, dh, dc, dhg, dhtot, dhsc; /* backward */
+    size_t per_dir, per_thread, total;
+} fr_layout;
+
+/* Offsets (in elements) inside one direction's saved (training) block. */
+typedef struct {
+    size_t gates, hprev, c, hfull, aux, total;
+} fr_saved_layout;
+
+fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_threads);
+fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const fr_plan *plan);
+fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d);
+
+static inline int fr_gates(int mode) { return mode == FR_LSTM ? 4 : mode == FR_GRU ? 3 : 1; }
+
+#endif

@@ -1,0 +1,52 @@
+/* Elman RNN, one dtype (included by kernels_f32.c / kernels_f64.c).
+ *   h' = f(W_ih x + b_ih + W_hh h + b_hh)
+ * Scratch: hg (N, H) the recurrent product; training saves the pre-activation
+ * and the state each step started from. */
+
+static void rnn_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
+{
+    int64_t nu = w->j1 - w->j0, H = c->H;
+    recurrent_product(c, w, hprev, H, 0, 1);
+    const REAL *hg = hg_of(c, w);
+    for (int64_t n = w->n0; n < w->n1; n++) {
+        int64_t len = len_of(c, n);
+        if (s >= len)
+            continue;
+        REAL *pre = xg_row(c, n, time_of(c, len, s)) + w->j0;
+        const REAL *hgr = hg + (n - w->n0) * nu;
+        for (int64_t j = 0; j < nu; j++)
+            pre[j] += hgr[j];
+        act_forward(&c->cell->act[0], c->clip, pre, hnext + n * H + w->j0, nu);
+    }
+    finish_step(c, w, s, hprev, hnext);
+}
+
+static void rnn_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
+{
+    int64_t nu = w->j1 - w->j0, H = c->H, j0 = w->j0;
+    REAL *val = w->tmp, *deriv = w->tmp + nu;
+    REAL *dhg = W(c, c->lay.dhg);
+    for (int64_t n = w->n0; n < w->n1; n++) {
+        int64_t len = len_of(c, n);
+        const REAL *dh = dhcur + n * H + j0;
+        if (s >= len) { /* state kept: the gradient passes through */
+            memset(dgx_row(c, n, s) + j0, 0, (size_t)nu * sizeof(REAL));
+            memset(dhg + n * H + j0, 0, (size_t)nu * sizeof(REAL));
+            memcpy(dhnext + n * H + j0, dh, (size_t)nu * sizeof(REAL));
+            continue;
+        }
+        int64_t t = time_of(c, len, s);
+        const REAL *pre = saved_row(c, c->sl.gates, n, t, H) + j0;
+        const REAL *dy = dy_row(c, n, t);
+        act_backward(&c->cell->act[0], c->clip, pre, val, deriv, nu);
+        REAL *dg = dgx_row(c, n, t) + j0;
+        for (int64_t j = 0; j < nu; j++) {
+            REAL d = (dh[j] + (dy ? dy[j0 + j] : 0)) * deriv[j];
+            dg[j] = d;
+            dhg[n * H + j0 + j] = d;
+            dhnext[n * H + j0 + j] = 0;
+        }
+    }
+    BARRIER_IF(w->sync);
+    recurrent_grad_product(c, w, dhnext, H);
+}

@@ -1,0 +1,23 @@
+"""fastrnn: fast recurrent networks (Elman RNN, LSTM, GRU) on the CPU.
+
+Fused forward and backward timestep loops in C with OpenMP, every matrix
+product through SciPy's BLAS, NumPy in and NumPy out, with PyTorch's
+semantics.  ``fastrnn.reference`` is the plain NumPy twin of every kernel.
+"""
+
+from fastrnn import _core
+from fastrnn.threads import get_num_threads, set_num_threads, threads
+from fastrnn.threads import _scipy_blas_thread_functions
+
+_core.set_blas_thread_control(*_scipy_blas_thread_functions())
+del _scipy_blas_thread_functions
+
+__version__ = "0.1.0"
+
+
+def openmp_enabled():
+    """True when the kernels were built with OpenMP (else they run on one thread)."""
+    return _core.openmp_enabled()
+
+
+__all__ = ["get_num_threads", "set_num_threads", "threads", "openmp_enabled"]

@@ -1,0 +1,191 @@
+"""The thin layer between Python and the C kernels.
+
+Fills the BLAS table from scipy.linalg.cython_blas once, turns the Python
+description of a layer into the kernels' structs, hands the threads to the
+kernels (SciPy's BLAS runs single-threaded inside them), releases the GIL for
+the whole call and turns a status code into an exception.  It checks nothing
+that the Python layer above it has checked: arrays arrive C-contiguous, of the
+kernel's dtype and of the right shapes.
+"""
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS
+from libc.stdint cimport int64_t
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+import numpy as np
+
+from fastrnn._kernels cimport *
+from fastrnn._cell import ACTIVATION_CODES
+
+cdef fr_blas _blas
+_blas.sgemm = <fr_sgemm_t>sgemm
+_blas.dgemm = <fr_dgemm_t>dgemm
+
+# The BLAS integer width the C code was built for must be SciPy's.
+if sizeof(fr_blas_int) != sizeof(int):
+    raise ImportError("fastrnn was built for a BLAS integer of "
+                      f"{sizeof(fr_blas_int)} bytes, SciPy's cython_blas uses {sizeof(int)}")
+
+_MODES = {"rnn": 0, "lstm": 1, "gru": 2}
+
+
+def openmp_enabled():
+    """True when the kernels were built with OpenMP."""
+    return bool(fr_openmp_enabled())
+
+
+# ---- one owner of threads: SciPy's BLAS runs single-threaded inside a kernel ----
+
+ctypedef int (*blas_get_threads_t)() noexcept nogil
+ctypedef void (*blas_set_threads_t)(int) noexcept nogil
+cdef blas_get_threads_t _blas_get_threads = NULL
+cdef blas_set_threads_t _blas_set_threads = NULL
+cdef int _kernels_running = 0
+cdef int _blas_threads_saved = 1
+
+
+def set_blas_thread_control(size_t get_address, size_t set_address):
+    """Give the addresses of SciPy's BLAS get/set_num_threads (0, 0: none known)."""
+    global _blas_get_threads, _blas_set_threads
+    _blas_get_threads = <blas_get_threads_t>get_address
+    _blas_set_threads = <blas_set_threads_t>set_address
+
+
+cdef inline void _enter_kernels():
+    # Called with the GIL held: the count is safe across Python threads.
+    global _kernels_running, _blas_threads_saved
+    if _kernels_running == 0 and _blas_set_threads != NULL:
+        _blas_threads_saved = _blas_get_threads()
+        if _blas_threads_saved != 1:
+            _blas_set_threads(1)
+    _kernels_running += 1
+
+
+cdef inline void _leave_kernels():
+    global _kernels_running
+    _kernels_running -= 1
+    if _kernels_running == 0 and _blas_set_threads != NULL and _blas_threads_saved != 1:
+        _blas_set_threads(_blas_threads_saved)
+
+
+# ---- arrays and structs ----
+
+cdef void *_data(object a) except? NULL:
+    """The data pointer of a contiguous array (NULL for None)."""
+    if a is None:
+        return NULL
+    cdef Py_buffer view
+    PyObject_GetBuffer(a, &view, PyBUF_ANY_CONTIGUOUS)
+    cdef void *p = view.buf
+    PyBuffer_Release(&view)  # the caller keeps the array alive for the call
+    return p
+
+
+cdef fr_cell _make_cell(object cell):
+    cdef fr_cell c
+    c.mode = _MODES[cell.mode]
+    for k in range(3):
+        c.act[k].code = 0
+        c.act[k].alpha = 0
+        c.act[k].beta = 0
+    for k, name in enumerate(cell.activations):
+        c.act[k].code = ACTIVATION_CODES[name]
+        c.act[k].alpha = cell.alphas[k]
+        c.act[k].beta = cell.betas[k]
+    c.clip = 0.0 if cell.clip is None else cell.clip
+    c.input_forget = cell.input_forget
+    c.linear_before_reset = cell.linear_before_reset
+    return c
+
+
+cdef fr_dims _make_dims(tuple dims):
+    cdef fr_dims d
+    d.seq_len, d.batch, d.input_size, d.hidden_size, d.proj_size, d.ldy, d.n_dirs = dims
+    return d
+
+
+_FIELDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peephole",
+           "h0", "c0", "y", "h_n", "c_n", "saved", "dy", "dh_n", "dc_n", "dh0", "dc0",
+           "dweight_ih", "dweight_hh", "dbias_ih", "dbias_hh", "dweight_hr",
+           "dweight_peephole")
+
+
+cdef void _fill_layer(void **ptrs, dict arrays) except *:
+    """ptrs: the 23 pointers of an fr_layer_f32/f64 after `reverse`, in order."""
+    for k, name in enumerate(_FIELDS):
+        ptrs[k] = _data(arrays.get(name))
+
+
+cdef void _make_layers(list dirs, fr_layer_f64 *out) except *:
+    # fr_layer_f32 and fr_layer_f64 have the same layout: an int, then 23 pointers.
+    for d, arrays in enumerate(dirs):
+        out[d].reverse = arrays.get("reverse", False)
+        _fill_layer(<void **>&out[d].weight_ih, arrays)
+
+
+cdef int _check(fr_status status) except -1:
+    if status != FR_OK:
+        raise RuntimeError(f"fastrnn kernel failed with status {status}")
+    return 0
+
+
+def saved_size(cell, tuple dims):
+    """Elements that forward-for-training saves per direction."""
+    cdef fr_cell c = _make_cell(cell)
+    cdef fr_dims d = _make_dims(dims)
+    return fr_saved_size(&c, &d)
+
+
+def forward(cell, tuple dims, x, list dirs, lengths, int n_threads):
+    """Run one layer forward.
+
+    dims: (T, N, I, H, P, ldy, n_dirs); x: (T*N, I); dirs: one dict of arrays per
+    direction, keyed by the fields of fr_layer ("saved" present for training);
+    lengths: int64 (N,) or None.  Outputs are written into the given arrays.
+    """
+    cdef fr_cell c = _make_cell(cell)
+    cdef fr_dims d = _make_dims(dims)
+    cdef fr_layer_f64 layers[2]
+    _make_layers(dirs, layers)
+    cdef int pass_ = FR_PASS_TRAIN if dirs[0].get("saved") is not None else FR_PASS_INFERENCE
+    ws = np.empty(fr_workspace_size(&c, &d, pass_, n_threads), dtype=x.dtype)
+    cdef void *xp = _data(x)
+    cdef void *wsp = _data(ws)
+    cdef const int64_t *lp = <const int64_t *>_data(lengths)
+    cdef bint single = x.dtype == np.float32
+    cdef fr_status status
+    _enter_kernels()
+    with nogil:
+        if single:
+            status = fr_forward_f32(&_blas, &c, &d, lp, <const float *>xp,
+                                    <const fr_layer_f32 *>layers, <float *>wsp, n_threads)
+        else:
+            status = fr_forward_f64(&_blas, &c, &d, lp, <const double *>xp,
+                                    layers, <double *>wsp, n_threads)
+    _leave_kernels()
+    _check(status)
+
+
+def backward(cell, tuple dims, x, dx, list dirs, lengths, int n_threads):
+    """Run one layer backward from what forward saved; dx (T*N, I) gets the sum over directions."""
+    cdef fr_cell c = _make_cell(cell)
+    cdef fr_dims d = _make_dims(dims)
+    cdef fr_layer_f64 layers[2]
+    _make_layers(dirs, layers)
+    ws = np.empty(fr_workspace_size(&c, &d, FR_PASS_BACKWARD, n_threads), dtype=x.dtype)
+    cdef void *xp = _data(x)
+    cdef void *dxp = _data(dx)
+    cdef void *wsp = _data(ws)
+    cdef const int64_t *lp = <const int64_t *>_data(lengths)
+    cdef bint single = x.dtype == np.float32
+    cdef fr_status status
+    _enter_kernels()
+    with nogil:
+        if single:
+            status = fr_backward_f32(&_blas, &c, &d, lp, <const float *>xp, <float *>dxp,
+                                     <const fr_layer_f32 *>layers, <float *>wsp, n_threads)
+        else:
+            status = fr_backward_f64(&_blas, &c, &d, lp, <const double *>xp, <double *>dxp,
+                                     layers, <double *>wsp, n_threads)
+    _leave_kernels()
+    _check(status)

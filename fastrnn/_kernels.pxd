@@ -1,0 +1,106 @@
+# The C kernels' public header (csrc/fastrnn.h), for Cython.
+from libc.stdint cimport int64_t
+
+
+cdef extern from "fastrnn.h" nogil:
+    ctypedef int fr_blas_int
+    ctypedef void (*fr_sgemm_t)(char *, char *, int *, int *, int *, float *, float *, int *,
+                                float *, int *, float *, float *, int *)
+    ctypedef void (*fr_dgemm_t)(char *, char *, int *, int *, int *, double *, double *, int *,
+                                double *, int *, double *, double *, int *)
+    ctypedef struct fr_blas:
+        fr_sgemm_t sgemm
+        fr_dgemm_t dgemm
+
+    ctypedef enum fr_status:
+        FR_OK
+        FR_ERR_ARGUMENT
+
+    ctypedef struct fr_act:
+        int code
+        double alpha, beta
+
+    ctypedef struct fr_cell:
+        int mode
+        fr_act act[3]
+        double clip
+        int input_forget
+        int linear_before_reset
+
+    ctypedef struct fr_dims:
+        int64_t seq_len, batch, input_size, hidden_size, proj_size
+        int64_t ldy
+        int n_dirs
+
+    ctypedef struct fr_layer_f32:
+        int reverse
+        const float *weight_ih
+        const float *weight_hh
+        const float *bias_ih
+        const float *bias_hh
+        const float *weight_hr
+        const float *weight_peephole
+        const float *h0
+        const float *c0
+        float *y
+        float *h_n
+        float *c_n
+        float *saved
+        const float *dy
+        const float *dh_n
+        const float *dc_n
+        float *dh0
+        float *dc0
+        float *dweight_ih
+        float *dweight_hh
+        float *dbias_ih
+        float *dbias_hh
+        float *dweight_hr
+        float *dweight_peephole
+
+    ctypedef struct fr_layer_f64:
+        int reverse
+        const double *weight_ih
+        const double *weight_hh
+        const double *bias_ih
+        const double *bias_hh
+        const double *weight_hr
+        const double *weight_peephole
+        const double *h0
+        const double *c0
+        double *y
+        double *h_n
+        double *c_n
+        double *saved
+        const double *dy
+        const double *dh_n
+        const double *dc_n
+        double *dh0
+        double *dc0
+        double *dweight_ih
+        double *dweight_hh
+        double *dbias_ih
+        double *dbias_hh
+        double *dweight_hr
+        double *dweight_peephole
+
+    enum:
+        FR_PASS_INFERENCE
+        FR_PASS_TRAIN
+        FR_PASS_BACKWARD
+
+    size_t fr_workspace_size(const fr_cell *cell, const fr_dims *d, int pass_, int n_threads)
+    size_t fr_saved_size(const fr_cell *cell, const fr_dims *d)
+    fr_status fr_forward_f32(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
+                             const int64_t *lengths, const float *x, const fr_layer_f32 *dirs,
+                             float *ws, int n_threads)
+    fr_status fr_forward_f64(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
+                             const int64_t *lengths, const double *x, const fr_layer_f64 *dirs,
+                             double *ws, int n_threads)
+    fr_status fr_backward_f32(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
+                              const int64_t *lengths, const float *x, float *dx,
+                              const fr_layer_f32 *dirs, float *ws, int n_threads)
+    fr_status fr_backward_f64(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
+                              const int64_t *lengths, const double *x, double *dx,
+                              const fr_layer_f64 *dirs, double *ws, int n_threads)
+    int fr_openmp_enabled()

@@ -1,0 +1,91 @@
+"""Build of fastrnn._core: the C kernels in csrc/ and their Cython wrapper.
+
+OpenMP is probed by compiling and running a tiny program.  Without it the
+build warns and goes serial; FASTRNN_FAIL_NO_OPENMP=1 makes that an error.
+FASTRNN_NATIVE=1 adds -march=native for a local build (never for wheels).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+
+import numpy  # noqa: F401  (a build requirement; the wrapper uses no NumPy headers)
+import scipy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel num_threads(2) reduction(+:n)
+    n += 1;
+    printf("%d\n", n);
+    return n == 2 ? 0 : 1;
+}
+"""
+
+
+def compiler_name():
+    return os.environ.get("CC") or sysconfig.get_config_var("CC").split()[0] or "cc"
+
+
+def openmp_flags():
+    """The compile and link flags that give a working OpenMP, or None."""
+    candidates = [(["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":
+        candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
+    cc = compiler_name()
+    if shutil.which(cc) is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        exe = os.path.join(tmp, "probe")
+        with open(src, "w") as f:
+            f.write(OPENMP_PROBE)
+        for cflags, lflags in candidates:
+            build = subprocess.run([cc, *cflags, src, "-o", exe, *lflags],
+                                   capture_output=True)
+            if build.returncode == 0 and subprocess.run([exe], capture_output=True).returncode == 0:
+                return cflags, lflags
+    return None
+
+
+def extension():
+    cflags = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wno-unused-function",
+              "-Wno-unknown-pragmas"]
+    lflags = []
+    omp = openmp_flags()
+    if omp is None:
+        if os.environ.get("FASTRNN_FAIL_NO_OPENMP") == "1":
+            sys.exit("fastrnn: no working OpenMP found and FASTRNN_FAIL_NO_OPENMP=1")
+        warnings.warn("fastrnn: no working OpenMP found; building the kernels serial")
+    else:
+        cflags += omp[0]
+        lflags += omp[1]
+    if os.environ.get("FASTRNN_NATIVE") == "1":
+        cflags.append("-march=native")
+    return Extension(
+        "fastrnn._core",
+        sources=["fastrnn/_core.pyx", "csrc/common.c", "csrc/kernels_f32.c",
+                 "csrc/kernels_f64.c"],
+        include_dirs=["csrc"],
+        depends=[os.path.join("csrc", f) for f in os.listdir("csrc")],
+        extra_compile_args=cflags,
+        extra_link_args=lflags,
+    )
+
+
+setup(
+    ext_modules=cythonize(
+        [extension()],
+        include_path=[os.path.dirname(os.path.dirname(scipy.__file__))],
+        compiler_directives={"language_level": 3, "boundscheck": False,
+                             "wraparound": False, "cdivision": True},
+    ),
+)
