@@ -1,0 +1,585 @@
+"""Pure-NumPy reference of every fastrnn cell, forward and backward.
+
+This module is the oracle that every kernel is tested against, and a plain
+statement of what the kernels compute.  It is written for clarity, not speed:
+one Python loop over time, and backpropagation through time written out by
+hand, step by step, beside the forward equations it differentiates.
+
+Conventions
+-----------
+Time-major: ``x`` is ``(T, N, I)``.  A cell has ``G`` gates (RNN 1, LSTM 4,
+GRU 3) stacked in PyTorch's row order in ``weight_ih`` ``(G*H, I)`` and
+``weight_hh`` ``(G*H, H_out)``; ``H_out`` is the LSTM projection size ``P``
+when ``weight_hr`` is given, else ``H``.  ``f``, ``g``, ``h`` are the cell's
+activations in ONNX's order (``Cell.activations``) and ``clip(a)`` bounds a
+gate pre-activation to ``[-Cell.clip, Cell.clip]`` when a clip is set.
+
+With ``zx = W_ih x_t + b_ih`` and ``zh = W_hh h + b_hh``, each split per gate,
+one step from the state ``(h, c)`` is::
+
+    RNN   h' = f(clip(zx + zh))
+
+    LSTM  i  = f(clip(zx_i + zh_i + p_i * c))
+          f_ = f(clip(zx_f + zh_f + p_f * c))      or 1 - i with input_forget
+          g_ = g(clip(zx_g + zh_g))
+          c' = f_ * c + i * g_
+          o  = f(clip(zx_o + zh_o + p_o * c'))
+          h' = o * h(c')                           or W_hr (o * h(c')) with a projection
+
+    GRU   r  = f(clip(zx_r + zh_r))
+          z  = f(clip(zx_z + zh_z))
+          n  = g(clip(zx_n + r * (W_hn h + b_hn)))   linear_before_reset (PyTorch)
+          n  = g(clip(zx_n + W_hn (r * h) + b_hn))   otherwise (ONNX's default)
+          h' = (1 - z) * n + z * h
+
+The clip sits where ONNX Runtime's CPU kernels put it: on each whole gate
+pre-activation, after biases and peephole terms (for the GRU's ``n``, after
+the reset gate is applied); the cell state ``c'`` itself is never clipped.
+
+With ``lengths``, steps past a sequence's length leave its state unchanged
+and write zeros to ``y``; ``reverse`` runs each sequence from its own last
+valid step back to its first, as PyTorch's packed sequences and ONNX's
+``sequence_lens`` do.  Everything is computed in the dtype of ``x``.
+"""
+
+import numpy as np
+
+from fastrnn._cell import Cell
+
+__all__ = ["activation", "activation_grad", "layer_forward", "layer_backward",
+           "forward", "backward"]
+
+# Every weight a layer direction may have, with the names of torch's state_dict.
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr",
+                "weight_peephole")
+
+
+# ---------------------------------------------------------------------------
+# Activations (ONNX's definitions) and their derivatives
+
+def _sigmoid(x):
+    # 1 / (1 + exp(-x)) written as exp(-log(1 + exp(-x))): no overflow for
+    # either sign and full relative precision in both tails.
+    return np.exp(-np.logaddexp(0, -x))
+
+
+# name: (f(x, alpha, beta), f'(x, alpha, beta))
+_ACTIVATIONS = {
+    "Sigmoid": (lambda x, a, b: _sigmoid(x),
+                lambda x, a, b: _sigmoid(x) * _sigmoid(-x)),
+    "Tanh": (lambda x, a, b: np.tanh(x),
+             lambda x, a, b: 1 - np.tanh(x) ** 2),
+    "Relu": (lambda x, a, b: np.maximum(x, 0),
+             lambda x, a, b: x > 0),
+    "Affine": (lambda x, a, b: a * x + b,
+               lambda x, a, b: np.full_like(x, a)),
+    "LeakyRelu": (lambda x, a, b: np.where(x >= 0, x, a * x),
+                  lambda x, a, b: np.where(x >= 0, 1, a)),
+    "ThresholdedRelu": (lambda x, a, b: np.where((x > a) | np.isnan(x), x, 0),
+                        lambda x, a, b: x > a),
+    "ScaledTanh": (lambda x, a, b: a * np.tanh(b * x),
+                   lambda x, a, b: a * b * (1 - np.tanh(b * x) ** 2)),
+    "HardSigmoid": (lambda x, a, b: np.clip(a * x + b, 0, 1),
+                    lambda x, a, b: a * ((a * x + b > 0) & (a * x + b < 1))),
+    "Elu": (lambda x, a, b: np.where(x >= 0, x, a * np.expm1(np.minimum(x, 0))),
+            lambda x, a, b: np.where(x >= 0, 1, a * np.exp(np.minimum(x, 0)))),
+    "Softsign": (lambda x, a, b: x / (1 + np.abs(x)),
+                 lambda x, a, b: 1 / (1 + np.abs(x)) ** 2),
+    "Softplus": (lambda x, a, b: np.logaddexp(0, x),
+                 lambda x, a, b: _sigmoid(x)),
+}
+
+
+def _apply(which, name, x, alpha, beta):
+    x = np.asarray(x)
+    try:
+        fn = _ACTIVATIONS[name][which]
+    except KeyError:
+        raise ValueError(f"activation: expected one of {list(_ACTIVATIONS)}, "
+                         f"got {name!r}") from None
+    # float() keeps a NumPy scalar alpha from promoting float32 to float64.
+    return np.asarray(fn(x, float(alpha), float(beta))).astype(x.dtype, copy=False)
+
+
+def activation(name, x, alpha, beta):
+    """Apply the ONNX activation ``name`` elementwise.
+
+    Parameters
+    ----------
+    name : str
+        One of ``fastrnn._cell.ACTIVATIONS`` ("Sigmoid", "Tanh", "Relu",
+        "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid",
+        "Elu", "Softsign", "Softplus").
+    x : ndarray
+        Pre-activation, any shape, float32 or float64.
+    alpha, beta : float
+        The activation's parameters (ignored by those that take none).
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``x``.
+    """
+    return _apply(0, name, x, alpha, beta)
+
+
+def activation_grad(name, x, alpha, beta):
+    """Derivative of ``activation(name, ., alpha, beta)`` at ``x``, elementwise.
+
+    At a kink the value of the branch that ``activation`` takes there is used
+    (Relu: 0 at 0, LeakyRelu and Elu: the ``x >= 0`` branch).
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``x``.
+    """
+    return _apply(1, name, x, alpha, beta)
+
+
+def _gate(cell, k, pre):
+    """Value of a gate: the cell's activation ``k`` at its clipped pre-activation."""
+    if cell.clip is not None:
+        pre = np.clip(pre, -cell.clip, cell.clip)
+    return activation(cell.activations[k], pre, cell.alphas[k], cell.betas[k])
+
+
+def _gate_grad(cell, k, pre, dgate):
+    """Gradient with respect to ``pre`` from the one with respect to ``_gate(cell, k, pre)``."""
+    clipped = pre if cell.clip is None else np.clip(pre, -cell.clip, cell.clip)
+    dpre = dgate * activation_grad(cell.activations[k], clipped, cell.alphas[k], cell.betas[k])
+    if cell.clip is not None:
+        dpre = dpre * (np.abs(pre) <= cell.clip)  # a clipped value does not move
+    return dpre
+
+
+# ---------------------------------------------------------------------------
+# One step of each cell, forward and backward
+#
+# A forward step takes the input half of the gates ``zx`` (N, G*H) and the
+# state before the step, and returns the state after it (h first) and what the
+# backward step needs.  A backward step takes that, the gradient with respect
+# to the state after the step, and returns the gradient with respect to ``zx``
+# and to the state before the step; it adds its share of the gradients of the
+# recurrent weights into ``grads``.
+
+def _recurrent_backward(w, grads, dz, h_in, rows=slice(None)):
+    """Backward of ``z = h_in W_hh[rows]^T + b_hh[rows]``: accumulate, return dh_in."""
+    grads["weight_hh"][rows] += dz.T @ h_in
+    grads["bias_hh"][rows] += dz.sum(axis=0)
+    return dz @ w["weight_hh"][rows]
+
+
+def _rnn_step(cell, w, zx, state):
+    (h,) = state
+    a = zx + h @ w["weight_hh"].T + w["bias_hh"]
+    return (_gate(cell, 0, a),), {"h": h, "a": a}
+
+
+def _rnn_step_backward(cell, w, s, dstate, grads):
+    (dh_new,) = dstate
+    da = _gate_grad(cell, 0, s["a"], dh_new)
+    return da, (_recurrent_backward(w, grads, da, s["h"]),)
+
+
+def _lstm_step(cell, w, zx, state):
+    h, c = state
+    zh = h @ w["weight_hh"].T + w["bias_hh"]
+    zx_i, zx_f, zx_g, zx_o = np.split(zx, 4, axis=1)
+    zh_i, zh_f, zh_g, zh_o = np.split(zh, 4, axis=1)
+    p_i, p_f, p_o = np.split(w["weight_peephole"], 3)   # zeros without peepholes
+    s = {"h": h, "c": c}
+    s["a_i"] = zx_i + zh_i + p_i * c
+    s["a_f"] = zx_f + zh_f + p_f * c
+    s["a_g"] = zx_g + zh_g
+    s["i"] = _gate(cell, 0, s["a_i"])
+    s["f"] = 1 - s["i"] if cell.input_forget else _gate(cell, 0, s["a_f"])
+    s["g"] = _gate(cell, 1, s["a_g"])
+    s["c_new"] = c_new = s["f"] * c + s["i"] * s["g"]
+    s["a_o"] = zx_o + zh_o + p_o * c_new
+    s["o"] = _gate(cell, 0, s["a_o"])
+    s["m"] = activation(cell.activations[2], c_new, cell.alphas[2], cell.betas[2])
+    h_new = s["o"] * s["m"]
+    if w["weight_hr"] is not None:
+        h_new = h_new @ w["weight_hr"].T
+    return (h_new, c_new), s
+
+
+def _lstm_step_backward(cell, w, s, dstate, grads):
+    dh_new, dc_new = dstate
+    p_i, p_f, p_o = np.split(w["weight_peephole"], 3)
+    if w["weight_hr"] is not None:          # h' = W_hr (o * m)
+        grads["weight_hr"] += dh_new.T @ (s["o"] * s["m"])
+        dh_new = dh_new @ w["weight_hr"]
+    # h' = o * m, m = h(c')
+    do = dh_new * s["m"]
+    dc_new = dc_new + dh_new * s["o"] * activation_grad(
+        cell.activations[2], s["c_new"], cell.alphas[2], cell.betas[2])
+    da_o = _gate_grad(cell, 0, s["a_o"], do)
+    dc_new = dc_new + da_o * p_o            # o's peephole looks at c'
+    # c' = f * c + i * g
+    di, df, dg = dc_new * s["g"], dc_new * s["c"], dc_new * s["i"]
+    dc = dc_new * s["f"]
+    if cell.input_forget:                   # f = 1 - i
+        di, da_f = di - df, np.zeros_like(df)
+    else:
+        da_f = _gate_grad(cell, 0, s["a_f"], df)
+    da_i = _gate_grad(cell, 0, s["a_i"], di)
+    da_g = _gate_grad(cell, 1, s["a_g"], dg)
+    dc = dc + da_i * p_i + da_f * p_f
+    grads["weight_peephole"] += np.concatenate([
+        (da_i * s["c"]).sum(axis=0), (da_f * s["c"]).sum(axis=0),
+        (da_o * s["c_new"]).sum(axis=0)])
+    da = np.concatenate([da_i, da_f, da_g, da_o], axis=1)
+    return da, (_recurrent_backward(w, grads, da, s["h"]), dc)
+
+
+def _gru_step(cell, w, zx, state):
+    (h,) = state
+    H = w["weight_hh"].shape[0] // 3
+    zx_r, zx_z, zx_n = np.split(zx, 3, axis=1)
+    zh_rz = h @ w["weight_hh"][:2 * H].T + w["bias_hh"][:2 * H]
+    W_hn, b_hn = w["weight_hh"][2 * H:], w["bias_hh"][2 * H:]
+    s = {"h": h}
+    s["a_r"] = zx_r + zh_rz[:, :H]
+    s["a_z"] = zx_z + zh_rz[:, H:]
+    s["r"] = r = _gate(cell, 0, s["a_r"])
+    s["z"] = z = _gate(cell, 0, s["a_z"])
+    if cell.linear_before_reset:
+        s["zh_n"] = h @ W_hn.T + b_hn
+        s["a_n"] = zx_n + r * s["zh_n"]
+    else:
+        s["a_n"] = zx_n + (r * h) @ W_hn.T + b_hn
+    s["n"] = n = _gate(cell, 1, s["a_n"])
+    return ((1 - z) * n + z * h,), s
+
+
+def _gru_step_backward(cell, w, s, dstate, grads):
+    (dh_new,) = dstate
+    H = w["weight_hh"].shape[0] // 3
+    h, r, z, n = s["h"], s["r"], s["z"], s["n"]
+    # h' = (1 - z) * n + z * h
+    dn, dz, dh = dh_new * (1 - z), dh_new * (h - n), dh_new * z
+    da_n = _gate_grad(cell, 1, s["a_n"], dn)
+    if cell.linear_before_reset:            # a_n = zx_n + r * (W_hn h + b_hn)
+        dr = da_n * s["zh_n"]
+        dh = dh + _recurrent_backward(w, grads, da_n * r, h, slice(2 * H, None))
+    else:                                   # a_n = zx_n + W_hn (r * h) + b_hn
+        drh = _recurrent_backward(w, grads, da_n, r * h, slice(2 * H, None))
+        dr, dh = drh * h, dh + drh * r
+    da_rz = np.concatenate([_gate_grad(cell, 0, s["a_r"], dr),
+                            _gate_grad(cell, 0, s["a_z"], dz)], axis=1)
+    dh = dh + _recurrent_backward(w, grads, da_rz, h, slice(0, 2 * H))
+    return np.concatenate([da_rz, da_n], axis=1), (dh,)
+
+
+_STEPS = {"rnn": (_rnn_step, _rnn_step_backward),
+          "lstm": (_lstm_step, _lstm_step_backward),
+          "gru": (_gru_step, _gru_step_backward)}
+
+
+# ---------------------------------------------------------------------------
+# One layer, one direction
+
+def _float_array(name, a):
+    a = np.asarray(a)
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
+    return a
+
+
+def _layer_weights(cell, weights, dtype):
+    """The weights in ``dtype``, absent biases and peepholes filled with zeros."""
+    unknown = set(weights) - set(WEIGHT_NAMES)
+    if unknown:
+        raise ValueError(f"weights: unexpected keys {sorted(unknown)}")
+    w = {k: None if weights.get(k) is None else np.asarray(weights[k], dtype=dtype)
+         for k in WEIGHT_NAMES}
+    GH = w["weight_hh"].shape[0]
+    H = GH // cell.gates
+    if cell.mode != "lstm" and (w["weight_hr"] is not None or w["weight_peephole"] is not None):
+        raise ValueError(f"weights: weight_hr and weight_peephole are LSTM only, not {cell.mode}")
+    for k in ("bias_ih", "bias_hh"):
+        if w[k] is None:
+            w[k] = np.zeros(GH, dtype)
+    if cell.mode == "lstm" and w["weight_peephole"] is None:
+        w["weight_peephole"] = np.zeros(3 * H, dtype)
+    return w
+
+
+def _time_order(T, N, lengths, reverse):
+    """Which time index each sequence reads at each step, and whether it is valid.
+
+    Returns ``order`` (T, N) and ``valid`` (T, N): at step ``s`` sequence ``n``
+    reads ``x[order[s, n], n]``.  Forward, ``order[s, n] = s``.  In reverse, the
+    first ``L_n`` steps read ``t = L_n - 1 - s`` and the padded steps keep
+    their own index, so each column of ``order`` is a permutation of ``0..T-1``
+    that is its own inverse: ``y[order, n]`` puts step-ordered results back
+    in time order.
+    """
+    lengths = np.full(N, T) if lengths is None else np.asarray(lengths)
+    if lengths.shape != (N,) or np.any(lengths < 0) or np.any(lengths > T):
+        raise ValueError(f"lengths: expected {N} integers in [0, {T}], got {lengths!r}")
+    step = np.arange(T)[:, None]
+    valid = step < lengths
+    order = np.where(valid, lengths - 1 - step, step) if reverse else np.repeat(step, N, axis=1)
+    return order, valid
+
+
+def layer_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
+    """Run one layer in one direction over a batch of sequences.
+
+    Parameters
+    ----------
+    cell : fastrnn._cell.Cell
+        The recurrence: kind, activations, clip and options.
+    x : ndarray, shape (T, N, I)
+        The input, float32 or float64; everything is computed in its dtype.
+    state0 : tuple of ndarray
+        ``(h0,)`` for RNN and GRU, ``(h0, c0)`` for LSTM; ``h0`` (N, H_out),
+        ``c0`` (N, H).
+    weights : dict
+        ``"weight_ih"`` (G*H, I), ``"weight_hh"`` (G*H, H_out), ``"bias_ih"``
+        and ``"bias_hh"`` (G*H,) or None, and for LSTM ``"weight_hr"`` (P, H)
+        or None (projection; then H_out = P) and ``"weight_peephole"`` (3*H,)
+        or None (peepholes, gates i, f, o).  Missing keys mean None.
+    lengths : array of int, shape (N,), optional
+        Each sequence's length, in ``[0, T]``; None means all ``T``.
+    reverse : bool
+        Run each sequence backwards, from its own last valid step.
+
+    Returns
+    -------
+    y : ndarray, shape (T, N, H_out)
+        The hidden state after each step, zeros past a sequence's length.
+    state_n : tuple of ndarray
+        The state after each sequence's last valid step (``state0`` for
+        length 0), shaped like ``state0``.
+    cache : dict
+        What ``layer_backward`` needs; it can be used more than once.
+        ``cache["steps"][s]`` holds the gate pre-activations (``"a"``,
+        ``"a_i"``, ...) and values of step ``s`` in processing order.
+    """
+    x = _float_array("x", x)
+    dtype = x.dtype
+    T, N, _ = x.shape
+    w = _layer_weights(cell, weights, dtype)
+    state0 = state = tuple(np.asarray(s, dtype=dtype) for s in state0)
+    if len(state0) != (2 if cell.mode == "lstm" else 1):
+        raise ValueError(f"state0: expected {'(h0, c0)' if cell.mode == 'lstm' else '(h0,)'}, "
+                         f"got a tuple of {len(state0)}")
+    order, valid = _time_order(T, N, lengths, reverse)
+    batch = np.arange(N)
+    step_forward = _STEPS[cell.mode][0]
+
+    # x in step order; padded positions never enter the computation.
+    x_steps = np.where(valid[:, :, None], x[order, batch], 0)
+    # The input half of every gate for all steps at once.
+    zx = x_steps @ w["weight_ih"].T + w["bias_ih"]            # (T, N, G*H)
+    ys, steps = [], []
+    for s in range(T):
+        new_state, saved = step_forward(cell, w, zx[s], state)
+        keep = valid[s][:, None]            # padded steps leave the state as it was
+        state = tuple(np.where(keep, new, old) for new, old in zip(new_state, state))
+        ys.append(np.where(keep, new_state[0], 0))
+        steps.append(saved)
+    H_out = w["weight_hh"].shape[1]
+    y = np.stack(ys)[order, batch] if T else np.zeros((0, N, H_out), dtype)
+    cache = {"cell": cell, "x_steps": x_steps, "weights": w,
+             "given": {k: weights[k] is not None for k in weights},
+             "state0": state0,
+             "order": order, "valid": valid, "steps": steps}
+    return y, state, cache
+
+
+def layer_backward(cache, dy, dstate_n):
+    """Backpropagate through time for one layer direction.
+
+    Parameters
+    ----------
+    cache : dict
+        From ``layer_forward``.
+    dy : ndarray, shape (T, N, H_out), or None
+        Gradient with respect to ``y``; None means zeros.  Values at padded
+        positions (past a sequence's length) are ignored.
+    dstate_n : tuple of (ndarray or None), or None
+        Gradient with respect to ``state_n``, shaped like it; None (or a None
+        entry) means zeros.
+
+    Returns
+    -------
+    dx : ndarray, shape (T, N, I)
+    dstate0 : tuple of ndarray
+        Gradient with respect to ``state0``, shaped like it.
+    dweights : dict
+        Same keys as the ``weights`` given to ``layer_forward``; None where
+        that weight was None.
+    """
+    cell, x_steps, w = cache["cell"], cache["x_steps"], cache["weights"]
+    order, valid, steps = cache["order"], cache["valid"], cache["steps"]
+    dtype = x_steps.dtype
+    T, N, I = x_steps.shape
+    batch = np.arange(N)
+    H_out = w["weight_hh"].shape[1]
+    step_backward = _STEPS[cell.mode][1]
+
+    if dy is None:
+        dy_steps = np.zeros((T, N, H_out), dtype)
+    else:
+        dy_steps = np.asarray(dy, dtype=dtype)[order, batch]
+    if dstate_n is None:
+        dstate_n = (None,) * len(cache["state0"])
+    dstate = tuple(np.zeros_like(s0) if d is None else np.asarray(d, dtype=dtype)
+                   for s0, d in zip(cache["state0"], dstate_n))
+
+    grads = {k: np.zeros_like(v) for k, v in w.items() if v is not None}
+    dzx = np.zeros((T, N, w["weight_ih"].shape[0]), dtype)
+    for s in reversed(range(T)):
+        keep = valid[s][:, None]
+        # What reaches the step's new state: the gradient carried back from the
+        # later steps plus dy; nothing on rows whose step was padding (so dy
+        # past a sequence's length is ignored).
+        d_new = (dstate[0] + dy_steps[s],) + dstate[1:]
+        d_new = tuple(np.where(keep, d, 0) for d in d_new)
+        dzx[s], d_old = step_backward(cell, w, steps[s], d_new, grads)
+        # A padded step copied the state through, and so does its gradient.
+        dstate = tuple(np.where(keep, do, d) for do, d in zip(d_old, dstate))
+
+    # The input half, for all steps at once.
+    grads["weight_ih"] = dzx.reshape(-1, dzx.shape[2]).T @ x_steps.reshape(-1, I)
+    grads["bias_ih"] = dzx.sum(axis=(0, 1))
+    dx = (dzx @ w["weight_ih"])[order, batch]
+    dweights = {k: grads[k] if given else None for k, given in cache["given"].items()}
+    return dx, dstate, dweights
+
+
+# ---------------------------------------------------------------------------
+# The whole stack: layers and directions, as torch.nn.RNN / LSTM / GRU
+
+def _suffix(direction):
+    return "_reverse" if direction else ""
+
+
+def forward(cell, x, state0, params, *, num_layers=1, bidirectional=False, lengths=None,
+            dropout_masks=None):
+    """Run a stack of layers, torch.nn.RNN / LSTM / GRU semantics.
+
+    Parameters
+    ----------
+    cell : Cell or sequence of Cell
+        The recurrence, or one per direction (ONNX allows different
+        activations for the reverse direction).
+    x : ndarray, shape (T, N, I)
+        Float32 or float64; everything is computed in its dtype.
+    state0 : tuple of ndarray, or None
+        ``(h0,)`` or ``(h0, c0)``; ``h0`` (D*L, N, H_out), ``c0`` (D*L, N, H),
+        indexed ``layer * D + direction`` as torch.  None means zeros.
+    params : dict
+        torch's state_dict names: ``weight_ih_l{k}{suffix}``,
+        ``weight_hh_l{k}{suffix}``, ``bias_ih_l{k}{suffix}``,
+        ``bias_hh_l{k}{suffix}``, ``weight_hr_l{k}{suffix}``,
+        ``weight_peephole_l{k}{suffix}`` with suffix ``""`` or
+        ``"_reverse"``; the biases, ``weight_hr`` and ``weight_peephole``
+        may be absent.
+    num_layers : int
+    bidirectional : bool
+    lengths : array of int, shape (N,), optional
+        Each sequence's length, in ``[0, T]``.
+    dropout_masks : list of ndarray, optional
+        ``num_layers - 1`` arrays (T, N, D*H_out), already scaled (0 or
+        1/(1-p)); mask ``k`` multiplies layer ``k``'s output before it feeds
+        layer ``k + 1``.
+
+    Returns
+    -------
+    y : ndarray, shape (T, N, D*H_out)
+        The last layer's output, both directions concatenated.
+    state_n : tuple of ndarray
+        Shaped like ``state0``.
+    cache : dict
+        What ``backward`` needs.
+    """
+    x = _float_array("x", x)
+    dtype = x.dtype
+    T, N, _ = x.shape
+    D = 2 if bidirectional else 1
+    cells = [cell] * D if isinstance(cell, Cell) else list(cell)
+    if len(cells) != D:
+        raise ValueError(f"cell: expected one Cell or {D} (one per direction), got {len(cells)}")
+    if dropout_masks is not None and len(dropout_masks) != num_layers - 1:
+        raise ValueError(f"dropout_masks: expected {num_layers - 1} masks, "
+                         f"got {len(dropout_masks)}")
+    n_state = 2 if cells[0].mode == "lstm" else 1
+    if state0 is None:
+        w_hh = np.asarray(params["weight_hh_l0"])
+        H = w_hh.shape[0] // cells[0].gates
+        state0 = ((np.zeros((D * num_layers, N, w_hh.shape[1]), dtype),)
+                  + (np.zeros((D * num_layers, N, H), dtype),) * (n_state - 1))
+    state0 = tuple(np.asarray(s, dtype=dtype) for s in state0)
+
+    inp, caches, state_n = x, [], [[] for _ in state0]
+    for k in range(num_layers):
+        if k > 0 and dropout_masks is not None:
+            inp = inp * np.asarray(dropout_masks[k - 1], dtype=dtype)
+        outputs = []
+        for d in range(D):
+            j = k * D + d
+            weights = {name: params.get(f"{name}_l{k}{_suffix(d)}") for name in WEIGHT_NAMES}
+            y, state, cache = layer_forward(cells[d], inp, tuple(s[j] for s in state0), weights,
+                                            lengths=lengths, reverse=d == 1)
+            outputs.append(y)
+            caches.append(cache)
+            for collected, s in zip(state_n, state):
+                collected.append(s)
+        inp = np.concatenate(outputs, axis=2)
+    cache = {"caches": caches, "num_layers": num_layers, "directions": D, "dtype": dtype,
+             "dropout_masks": None if dropout_masks is None
+             else [np.asarray(m, dtype=dtype) for m in dropout_masks]}
+    return inp, tuple(np.stack(s) for s in state_n), cache
+
+
+def backward(cache, dy, dstate_n):
+    """Backpropagate through the whole stack.
+
+    Parameters
+    ----------
+    cache : dict
+        From ``forward``.
+    dy : ndarray, shape (T, N, D*H_out), or None
+        Gradient with respect to ``y``; None means zeros.
+    dstate_n : tuple of (ndarray or None), or None
+        Gradient with respect to ``state_n``, shaped like it; None (or a None
+        entry) means zeros.
+
+    Returns
+    -------
+    dx : ndarray, shape (T, N, I)
+    dstate0 : tuple of ndarray
+        Shaped like ``state0`` (also when ``state0`` was None).
+    grads : dict
+        Keyed like ``params``, one entry for every parameter present.
+    """
+    caches, L, D = cache["caches"], cache["num_layers"], cache["directions"]
+    masks, dtype = cache["dropout_masks"], cache["dtype"]
+    n_state = len(caches[0]["state0"])
+    if dstate_n is None:
+        dstate_n = (None,) * n_state
+    dstate_n = tuple(None if d is None else np.asarray(d, dtype=dtype) for d in dstate_n)
+    dstate0 = [[None] * (L * D) for _ in range(n_state)]
+    grads = {}
+
+    d_out = dy                               # gradient with respect to layer k's output
+    for k in reversed(range(L)):
+        d_in = 0
+        for d in range(D):
+            j = k * D + d
+            H_out = caches[j]["weights"]["weight_hh"].shape[1]
+            dy_d = None if d_out is None else np.asarray(d_out)[:, :, d * H_out:(d + 1) * H_out]
+            dx, ds0, dw = layer_backward(caches[j], dy_d,
+                                         tuple(None if s is None else s[j] for s in dstate_n))
+            d_in = d_in + dx
+            for collected, s in zip(dstate0, ds0):
+                collected[j] = s
+            grads.update({f"{name}_l{k}{_suffix(d)}": g for name, g in dw.items() if g is not None})
+        d_out = d_in * masks[k - 1] if (k > 0 and masks is not None) else d_in
+    return d_out, tuple(np.stack(s) for s in dstate0), grads
