@@ -89,9 +89,16 @@ static inline REAL clip_value(REAL clip, REAL x)
     return x;
 }
 
+/* Hot loops get AVX2 and AVX-512 versions, picked at run time (not -march=native). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FR_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define FR_CLONES
+#endif
+
 /* out[j] = act(clip(pre[j])) for j < n.  The common activations get their own
  * loop so that the compiler vectorises them. */
-static void act_forward(const fr_act *act, REAL clip, const REAL *restrict pre,
+FR_CLONES static void act_forward(const fr_act *act, REAL clip, const REAL *restrict pre,
                         REAL *restrict out, int64_t n)
 {
     if (clip > 0 || (act->code != FR_SIGMOID && act->code != FR_TANH)) {
@@ -110,7 +117,7 @@ static void act_forward(const fr_act *act, REAL clip, const REAL *restrict pre,
 }
 
 /* out[j] = act(clip(pre[j])), deriv[j] = d out[j] / d pre[j] (0 where clipped). */
-static void act_backward(const fr_act *act, REAL clip, const REAL *restrict pre,
+FR_CLONES static void act_backward(const fr_act *act, REAL clip, const REAL *restrict pre,
                          REAL *restrict out, REAL *restrict deriv, int64_t n)
 {
     act_forward(act, clip, pre, out, n);

@@ -2,6 +2,21 @@
  * the workspace layout and their sizes. */
 #include "plan.h"
 #include "omp.h"
+#include "packed.h"
+
+static int packed_enabled = -1; /* -1: not asked yet */
+
+int fr_packed_enabled(void)
+{
+    if (packed_enabled < 0)
+        packed_enabled = FR_HAVE_AVX512_KERNEL && fr_cpu_has_avx512();
+    return packed_enabled;
+}
+
+void fr_set_packed(int enabled)
+{
+    packed_enabled = enabled ? FR_HAVE_AVX512_KERNEL && fr_cpu_has_avx512() : 0;
+}
 
 /* Below this many multiply-adds per step a second thread costs more than it saves. */
 #define FR_MIN_WORK_PER_THREAD 32768
@@ -71,13 +86,16 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
         FR_TAKE(dhg, N * GH);
         FR_TAKE(dhtot, N * P);
         FR_TAKE(dhsc, (P || gru_orig) ? N * H : 0);
+        /* W_hh packed per thread for the dh product (float, AVX-512) */
+        FR_TAKE(wpack, GH * (Hout + FR_PANEL * (size_t)plan->per_team));
     } else {
         FR_TAKE(h, 2 * N * Hout);
         FR_TAKE(c, lstm ? N * H : 0);
         FR_TAKE(hfull, P ? N * H : 0);
         FR_TAKE(rh, gru_orig ? N * H : 0);
         FR_TAKE(hg, N * GH);
-        FR_TAKE(wpack, plan->split == FR_SPLIT_HIDDEN ? GH * Hout : 0);
+        /* W_hh packed per thread: gate slices (hidden split) or panels (float, AVX-512) */
+        FR_TAKE(wpack, G * (H + FR_PANEL * (size_t)plan->per_team) * Hout);
         FR_TAKE(xg, pass == FR_PASS_INFERENCE ? (size_t)plan->chunk * N * GH : 0);
     }
 #undef FR_TAKE

@@ -102,6 +102,11 @@ fr_status fr_backward_f64(const fr_blas *blas, const fr_cell *cell, const fr_dim
                           const int64_t *lengths, const double *x, double *dx,
                           const fr_layer_f64 *dirs, double *ws, int n_threads);
 
+/* 1 when the per-step products run over weights packed once per call (float32
+ * on a CPU with AVX-512); fr_set_packed(0) makes them call BLAS instead. */
+int fr_packed_enabled(void);
+void fr_set_packed(int enabled);
+
 /* 1 when built with OpenMP. */
 int fr_openmp_enabled(void);
 

@@ -148,5 +148,5 @@ static void gru_step_backward(const ctx *c, const work *w, int64_t s, const REAL
         }
     }
     BARRIER_IF(w->sync);
-    recurrent_grad_product(c, w, dhnext, lbr ? GH : 2 * H);
+    recurrent_grad_product(c, w, dhnext, dh_product_depth(c));
 }

@@ -2,6 +2,7 @@
  * compiled once per dtype from one body. */
 #include "fastrnn.h"
 #include "omp.h"
+#include "packed.h"
 #include "plan.h"
 
 #define REAL float

@@ -32,6 +32,7 @@ typedef struct {
     REAL clip;
     REAL *ws;                 /* this direction's block of the workspace */
     REAL *saved;              /* training: the saved block; NULL in inference */
+    int packed;               /* per-step products over weights packed once (float, AVX-512) */
     int all_steps;            /* the input GEMM of one chunk covers every step */
     int64_t s0, chunk;        /* the current chunk of steps (inference) */
 } ctx;
@@ -156,27 +157,53 @@ static inline REAL *hg_of(const ctx *c, const work *w)
     return W(c, c->lay.hg) + w->n0 * c->G * nu + c->N * c->G * w->j0;
 }
 
+/* The thread's packed weights: per gate (forward) or one block (backward).
+ * Packed per thread, so a thread's block starts FR_PANEL columns of padding
+ * further per earlier thread. */
+static inline REAL *packed_of(const ctx *c, const work *w, int64_t K, int64_t col0)
+{
+    return W(c, c->lay.wpack) + K * (col0 + FR_PANEL * w->rank);
+}
+
 static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_t ldh,
                               int64_t g0, int64_t g1)
 {
-    int64_t nu = w->j1 - w->j0;
-    const REAL *wrec = c->plan.split == FR_SPLIT_HIDDEN
-                           ? W(c, c->lay.wpack) + c->G * w->j0 * c->Hout
-                           : c->L->weight_hh;
-    gemm_rm(c->blas, 0, 1, w->n1 - w->n0, (g1 - g0) * nu, c->Hout, 1, h + w->n0 * ldh, ldh,
-            wrec + g0 * nu * c->Hout, c->Hout, 0, hg_of(c, w) + g0 * nu, c->G * nu);
+    int64_t nu = w->j1 - w->j0, rows = w->n1 - w->n0, G = c->G, K = c->Hout;
+    REAL *hg = hg_of(c, w);
+#if FR_REAL_IS_FLOAT
+    if (c->packed) {
+        const REAL *pack = packed_of(c, w, K, G * w->j0);
+        for (int64_t g = g0; g < g1; g++)
+            fr_packed_gemm(rows, nu, K, h + w->n0 * ldh, ldh, pack + g * fr_packed_size(K, nu),
+                           hg + g * nu, G * nu, 0);
+        return;
+    }
+#endif
+    const REAL *wrec = c->plan.split == FR_SPLIT_HIDDEN ? W(c, c->lay.wpack) + G * w->j0 * K
+                                                       : c->L->weight_hh;
+    gemm_rm(c->blas, 0, 1, rows, (g1 - g0) * nu, K, 1, h + w->n0 * ldh, ldh,
+            wrec + g0 * nu * K, K, 0, hg + g0 * nu, G * nu);
 }
 
 /* Pack the rows of W_hh of the thread's units, all gates of the slice together. */
 static void pack_recurrent(const ctx *c, const work *w)
 {
+    int64_t nu = w->j1 - w->j0, K = c->Hout;
+#if FR_REAL_IS_FLOAT
+    if (c->packed) {
+        REAL *pack = packed_of(c, w, K, c->G * w->j0);
+        for (int64_t g = 0; g < c->G; g++)
+            fr_pack_rows(pack + g * fr_packed_size(K, nu), c->L->weight_hh, K, g * c->H + w->j0,
+                         nu, K);
+        return;
+    }
+#endif
     if (c->plan.split != FR_SPLIT_HIDDEN)
         return;
-    int64_t nu = w->j1 - w->j0;
-    REAL *dst = W(c, c->lay.wpack) + c->G * w->j0 * c->Hout;
+    REAL *dst = W(c, c->lay.wpack) + c->G * w->j0 * K;
     for (int64_t g = 0; g < c->G; g++)
-        memcpy(dst + g * nu * c->Hout, c->L->weight_hh + (g * c->H + w->j0) * c->Hout,
-               (size_t)(nu * c->Hout) * sizeof(REAL));
+        memcpy(dst + g * nu * K, c->L->weight_hh + (g * c->H + w->j0) * K,
+               (size_t)(nu * K) * sizeof(REAL));
 }
 
 static inline REAL *y_row(const ctx *c, int64_t n, int64_t t) { return c->L->y + (t * c->N + n) * c->ldy; }
@@ -245,6 +272,7 @@ static void make_ctx(ctx *c, const fr_blas *blas, const fr_cell *cell, const fr_
     c->saved = L->saved;
     c->chunk = L->saved ? c->T : plan->chunk;
     c->all_steps = c->chunk >= c->T;
+    c->packed = FR_REAL_IS_FLOAT && fr_packed_enabled();
     c->s0 = 0;
 }
 
@@ -347,12 +375,27 @@ static inline REAL *dgx_row(const ctx *c, int64_t n, int64_t t)
     return W(c, c->lay.dgx) + (t * c->N + n) * c->GH;
 }
 
+/* The rows of W_hh that the dh product reads: all, or the GRU's r and z without
+ * linear_before_reset (its n part goes through r * h). */
+static inline int64_t dh_product_depth(const ctx *c)
+{
+    return c->cell->mode == FR_GRU && !c->cell->linear_before_reset ? 2 * c->H : c->GH;
+}
+
 /* After the cell's gate gradients of step s: dhnext[rows, outs] += dhg[rows, :K] @ W_hh[:K, outs]. */
 static void recurrent_grad_product(const ctx *c, const work *w, REAL *dhnext, int64_t K)
 {
-    gemm_rm(c->blas, 0, 0, w->n1 - w->n0, w->o1 - w->o0, K, 1,
-            W(c, c->lay.dhg) + w->n0 * c->GH, c->GH, c->L->weight_hh + w->o0, c->Hout, 1,
-            dhnext + w->n0 * c->Hout + w->o0, c->Hout);
+    int64_t rows = w->n1 - w->n0, outs = w->o1 - w->o0;
+    const REAL *dhg = W(c, c->lay.dhg) + w->n0 * c->GH;
+    REAL *out = dhnext + w->n0 * c->Hout + w->o0;
+#if FR_REAL_IS_FLOAT
+    if (c->packed) {
+        fr_packed_gemm(rows, outs, K, dhg, c->GH, packed_of(c, w, K, w->o0), out, c->Hout, 1);
+        return;
+    }
+#endif
+    gemm_rm(c->blas, 0, 0, rows, outs, K, 1, dhg, c->GH, c->L->weight_hh + w->o0, c->Hout, 1,
+            out, c->Hout);
 }
 
 static void run_backward_steps(ctx *c, const work *w)
@@ -361,6 +404,12 @@ static void run_backward_steps(ctx *c, const work *w)
     int64_t N = c->N, H = c->H, Hout = c->Hout, T = c->T;
     REAL *dh[2] = {W(c, c->lay.dh), W(c, c->lay.dh) + N * Hout};
     REAL *dc = W(c, c->lay.dc);
+#if FR_REAL_IS_FLOAT
+    if (c->packed) {
+        int64_t K = dh_product_depth(c);
+        fr_pack_cols(packed_of(c, w, K, w->o0), L->weight_hh, Hout, w->o0, w->o1 - w->o0, K);
+    }
+#endif
     for (int64_t n = w->n0; n < w->n1; n++) {
         REAL *dst = dh[(T - 1) & 1] + n * Hout;
         for (int64_t o = w->o0; o < w->o1; o++)

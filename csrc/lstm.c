@@ -156,5 +156,5 @@ static void lstm_step_backward(const ctx *c, const work *w, int64_t s, const REA
         }
     }
     BARRIER_IF(w->sync);
-    recurrent_grad_product(c, w, dhnext, GH);
+    recurrent_grad_product(c, w, dhnext, dh_product_depth(c));
 }

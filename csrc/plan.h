@@ -21,7 +21,7 @@ typedef struct {
  * n_dirs * per_dir + k * per_thread. */
 typedef struct {
     size_t h, c, hfull, rh, hg, wpack, xg;      /* forward */
-    size_t dgx, daux, dhout, dh, dc, dhg, dhtot, dhsc; /* backward */
+    size_t dgx, daux, dhout, dh, dc, dhg, dhtot, dhsc; /* backward (and wpack) */
     size_t per_dir, per_thread, total;
 } fr_layout;
 

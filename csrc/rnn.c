@@ -48,5 +48,5 @@ static void rnn_step_backward(const ctx *c, const work *w, int64_t s, const REAL
         }
     }
     BARRIER_IF(w->sync);
-    recurrent_grad_product(c, w, dhnext, H);
+    recurrent_grad_product(c, w, dhnext, dh_product_depth(c));
 }

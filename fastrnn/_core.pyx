@@ -34,6 +34,16 @@ def openmp_enabled():
     return bool(fr_openmp_enabled())
 
 
+def packed_enabled():
+    """True when the per-step products run over weights packed once per call."""
+    return bool(fr_packed_enabled())
+
+
+def set_packed(bint enabled):
+    """Use the packed per-step products where the CPU has them (True) or BLAS (False)."""
+    fr_set_packed(enabled)
+
+
 # ---- one owner of threads: SciPy's BLAS runs single-threaded inside a kernel ----
 
 ctypedef int (*blas_get_threads_t)() noexcept nogil

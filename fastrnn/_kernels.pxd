@@ -104,3 +104,5 @@ cdef extern from "fastrnn.h" nogil:
                               const int64_t *lengths, const double *x, double *dx,
                               const fr_layer_f64 *dirs, double *ws, int n_threads)
     int fr_openmp_enabled()
+    int fr_packed_enabled()
+    void fr_set_packed(int enabled)

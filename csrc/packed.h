@@ -1,0 +1,176 @@
+/* The per-step product over weights packed once per call (float only).
+ *
+ * A BLAS call per timestep repacks the weight matrix every step; here the
+ * weights are packed once per call into panels of 16 columns (panel p holds
+ * B[k][16p .. 16p+15] for every k, contiguous), and a register-blocked
+ * AVX-512 kernel computes up to 8 rows x 32 columns per pass.  The CPU is
+ * asked at run time; without AVX-512 the kernels keep calling BLAS. */
+#ifndef FASTRNN_PACKED_H
+#define FASTRNN_PACKED_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define FR_PANEL 16
+
+static inline int64_t fr_panels(int64_t n) { return (n + FR_PANEL - 1) / FR_PANEL; }
+
+/* Floats of a packed K x n matrix. */
+static inline int64_t fr_packed_size(int64_t K, int64_t n) { return fr_panels(n) * FR_PANEL * K; }
+
+/* Pack B[k][c] = M[row0 + c][k] (B is the transpose of n rows of M, row stride ldm). */
+static void fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, int64_t K)
+{
+    for (int64_t p = 0; p < fr_panels(n); p++) {
+        float *panel = dst + p * FR_PANEL * K;
+        for (int64_t c = 0; c < FR_PANEL; c++) {
+            int64_t col = p * FR_PANEL + c;
+            const float *src = M + (row0 + col) * ldm;
+            for (int64_t k = 0; k < K; k++)
+                panel[k * FR_PANEL + c] = col < n ? src[k] : 0.0f;
+        }
+    }
+}
+
+/* Pack B[k][c] = M[k][col0 + c] (n columns of M, row stride ldm). */
+static void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, int64_t n, int64_t K)
+{
+    for (int64_t p = 0; p < fr_panels(n); p++) {
+        float *panel = dst + p * FR_PANEL * K;
+        int64_t width = n - p * FR_PANEL < FR_PANEL ? n - p * FR_PANEL : FR_PANEL;
+        for (int64_t k = 0; k < K; k++) {
+            memcpy(panel + k * FR_PANEL, M + k * ldm + col0 + p * FR_PANEL, (size_t)width * sizeof(float));
+            for (int64_t c = width; c < FR_PANEL; c++)
+                panel[k * FR_PANEL + c] = 0.0f;
+        }
+    }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define FR_HAVE_AVX512_KERNEL 1
+
+/* mr (<= 8) rows x two panels: c[r] += A[r][k] * B0/B1[k] over k. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t lda, const float *B0,
+                const float *B1, float *C, int64_t ldc, __mmask16 m0, __mmask16 m1, int accumulate)
+{
+    __m512 c0[8], c1[8];
+    for (int r = 0; r < mr; r++)
+        c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m512 b0 = _mm512_loadu_ps(B0 + k * FR_PANEL);
+        __m512 b1 = _mm512_loadu_ps(B1 + k * FR_PANEL);
+        for (int r = 0; r < mr; r++) {
+            __m512 a = _mm512_set1_ps(A[r * lda + k]);
+            c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float *row = C + r * ldc;
+        if (accumulate) {
+            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, row));
+            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, row + FR_PANEL));
+        }
+        _mm512_mask_storeu_ps(row, m0, c0[r]);
+        _mm512_mask_storeu_ps(row + FR_PANEL, m1, c1[r]);
+    }
+}
+
+/* One row, eight panels at once: enough independent sums to hide the FMA latency. */
+__attribute__((target("avx512f"))) static void
+fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *C, int64_t n,
+              int accumulate)
+{
+    int64_t p = 0;
+    for (; p + 4 <= panels; p += 4) {
+        const float *b = B + p * FR_PANEL * K;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int64_t k = 0; k < K; k++) {
+            __m512 ak = _mm512_set1_ps(a[k]);
+            s0 = _mm512_fmadd_ps(ak, _mm512_loadu_ps(b + k * FR_PANEL), s0);
+            s1 = _mm512_fmadd_ps(ak, _mm512_loadu_ps(b + FR_PANEL * K + k * FR_PANEL), s1);
+            s2 = _mm512_fmadd_ps(ak, _mm512_loadu_ps(b + 2 * FR_PANEL * K + k * FR_PANEL), s2);
+            s3 = _mm512_fmadd_ps(ak, _mm512_loadu_ps(b + 3 * FR_PANEL * K + k * FR_PANEL), s3);
+        }
+        __m512 s[4] = {s0, s1, s2, s3};
+        for (int q = 0; q < 4; q++) {
+            int64_t col = (p + q) * FR_PANEL, left = n - col;
+            __mmask16 m = left >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            if (accumulate)
+                s[q] = _mm512_add_ps(s[q], _mm512_maskz_loadu_ps(m, C + col));
+            _mm512_mask_storeu_ps(C + col, m, s[q]);
+        }
+    }
+    for (; p < panels; p++) {
+        const float *b = B + p * FR_PANEL * K;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+        int64_t k = 0;
+        for (; k + 2 <= K; k += 2) {
+            s0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_loadu_ps(b + k * FR_PANEL), s0);
+            s1 = _mm512_fmadd_ps(_mm512_set1_ps(a[k + 1]), _mm512_loadu_ps(b + (k + 1) * FR_PANEL), s1);
+        }
+        if (k < K)
+            s0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_loadu_ps(b + k * FR_PANEL), s0);
+        s0 = _mm512_add_ps(s0, s1);
+        int64_t col = p * FR_PANEL, left = n - col;
+        __mmask16 m = left >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        if (accumulate)
+            s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m, C + col));
+        _mm512_mask_storeu_ps(C + col, m, s0);
+    }
+}
+
+/* C (m x n, ldc) = A (m x K, lda) B, or += with accumulate; B packed by fr_pack_*. */
+__attribute__((target("avx512f"))) static void
+fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
+               float *C, int64_t ldc, int accumulate)
+{
+    int64_t panels = fr_panels(n);
+    if (m == 1) {
+        fr_row_avx512(K, A, Bp, panels, C, n, accumulate);
+        return;
+    }
+    for (int64_t p = 0; p < panels; p += 2) {
+        const float *B0 = Bp + p * FR_PANEL * K;
+        int two = p + 1 < panels;
+        const float *B1 = two ? B0 + FR_PANEL * K : B0;
+        int64_t left0 = n - p * FR_PANEL, left1 = left0 - FR_PANEL;
+        __mmask16 m0 = left0 >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left0) - 1);
+        __mmask16 m1 = !two ? 0 : left1 >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left1) - 1);
+        float *Cp = C + p * FR_PANEL;
+        for (int64_t r = 0; r < m; r += 8) {
+            int mr = m - r >= 8 ? 8 : (int)(m - r);
+            const float *Ar = A + r * lda;
+            float *Cr = Cp + r * ldc;
+            switch (mr) {
+            case 8: fr_micro_avx512(8, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 7: fr_micro_avx512(7, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 6: fr_micro_avx512(6, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 5: fr_micro_avx512(5, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 4: fr_micro_avx512(4, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 3: fr_micro_avx512(3, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 2: fr_micro_avx512(2, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            default: fr_micro_avx512(1, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            }
+        }
+    }
+}
+
+static inline int fr_cpu_has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+#else
+#define FR_HAVE_AVX512_KERNEL 0
+static inline int fr_cpu_has_avx512(void) { return 0; }
+static void fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+                           const float *Bp, float *C, int64_t ldc, int accumulate)
+{
+    (void)m, (void)n, (void)K, (void)A, (void)lda, (void)Bp, (void)C, (void)ldc, (void)accumulate;
+}
+#endif
+
+#endif
