@@ -111,11 +111,10 @@ static void input_product(const ctx *c, const REAL *x_row, int64_t ldx, int64_t 
 {
     if (rows <= 0 || k1 <= k0)
         return;
-    for (int64_t r = 0; r < rows; r++) {
-        REAL *row = C + r * ldc;
-        for (int64_t k = k0; k < k1; k++)
-            row[k] = folded_bias(c, k);
-    }
+    for (int64_t k = k0; k < k1; k++)
+        C[k] = folded_bias(c, k);
+    for (int64_t r = 1; r < rows; r++)
+        memcpy(C + r * ldc + k0, C + k0, (size_t)(k1 - k0) * sizeof(REAL));
     gemm_rm(c->blas, 0, 1, rows, k1 - k0, c->I, 1, x_row, ldx, c->L->weight_ih + k0 * c->I,
             c->I, 1, C + k0, ldc);
 }

@@ -7,6 +7,7 @@ semantics.  ``fastrnn.reference`` is the plain NumPy twin of every kernel.
 
 from fastrnn import _core
 from fastrnn.threads import get_num_threads, set_num_threads, threads
+from fastrnn.modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from fastrnn.threads import _scipy_blas_thread_functions
 
 _core.set_blas_thread_control(*_scipy_blas_thread_functions())
@@ -20,4 +21,5 @@ def openmp_enabled():
     return _core.openmp_enabled()
 
 
-__all__ = ["get_num_threads", "set_num_threads", "threads", "openmp_enabled"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
+           "get_num_threads", "set_num_threads", "threads", "openmp_enabled"]
