@@ -35,9 +35,10 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
     int64_t Hout = d->proj_size ? d->proj_size : H;
     if (n_threads < 1)
         n_threads = 1;
-    p.teams = (d->n_dirs == 2 && n_threads >= 2) ? 2 : 1;
-    int per = n_threads / p.teams;
     int64_t work = N * G * H * Hout; /* multiply-adds of one step's recurrent product */
+    /* The two directions run at once when each has a thread's worth of work. */
+    p.teams = (d->n_dirs == 2 && n_threads >= 2 && work >= FR_MIN_WORK_PER_THREAD) ? 2 : 1;
+    int per = n_threads / p.teams;
     p.split = FR_SPLIT_BATCH;
     if (per > 1) {
         int64_t by_work = work / FR_MIN_WORK_PER_THREAD;
