@@ -156,12 +156,21 @@ static inline REAL *hg_of(const ctx *c, const work *w)
     return W(c, c->lay.hg) + w->n0 * c->G * nu + c->N * c->G * w->j0;
 }
 
-/* The thread's packed weights: per gate (forward) or one block (backward).
- * Packed per thread, so a thread's block starts FR_PANEL columns of padding
- * further per earlier thread. */
-static inline REAL *packed_of(const ctx *c, const work *w, int64_t K, int64_t col0)
+/* The thread's packed weights: `blocks` blocks of K rows, each padded to whole
+ * panels (one per gate forward, one backward).  A hidden split packs per
+ * thread, so a thread starts blocks * FR_PANEL columns of padding further per
+ * earlier thread; a batch split shares one copy, packed by the team's first
+ * thread before the barrier that precedes the first step. */
+static inline REAL *packed_of(const ctx *c, const work *w, int64_t K, int64_t col0, int64_t blocks)
 {
-    return W(c, c->lay.wpack) + K * (col0 + FR_PANEL * w->rank);
+    if (c->plan.split != FR_SPLIT_HIDDEN)
+        return W(c, c->lay.wpack);
+    return W(c, c->lay.wpack) + K * (col0 + blocks * FR_PANEL * w->rank);
+}
+
+static inline int packs(const ctx *c, const work *w)
+{
+    return c->plan.split == FR_SPLIT_HIDDEN || w->rank == 0;
 }
 
 static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_t ldh,
@@ -171,7 +180,7 @@ static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_
     REAL *hg = hg_of(c, w);
 #if FR_REAL_IS_FLOAT
     if (c->packed) {
-        const REAL *pack = packed_of(c, w, K, G * w->j0);
+        const REAL *pack = packed_of(c, w, K, G * w->j0, G);
         for (int64_t g = g0; g < g1; g++)
             fr_packed_gemm(rows, nu, K, h + w->n0 * ldh, ldh, pack + g * fr_packed_size(K, nu),
                            hg + g * nu, G * nu, 0);
@@ -190,7 +199,9 @@ static void pack_recurrent(const ctx *c, const work *w)
     int64_t nu = w->j1 - w->j0, K = c->Hout;
 #if FR_REAL_IS_FLOAT
     if (c->packed) {
-        REAL *pack = packed_of(c, w, K, c->G * w->j0);
+        if (!packs(c, w))
+            return;
+        REAL *pack = packed_of(c, w, K, c->G * w->j0, c->G);
         for (int64_t g = 0; g < c->G; g++)
             fr_pack_rows(pack + g * fr_packed_size(K, nu), c->L->weight_hh, K, g * c->H + w->j0,
                          nu, K);
@@ -389,7 +400,7 @@ static void recurrent_grad_product(const ctx *c, const work *w, REAL *dhnext, in
     REAL *out = dhnext + w->n0 * c->Hout + w->o0;
 #if FR_REAL_IS_FLOAT
     if (c->packed) {
-        fr_packed_gemm(rows, outs, K, dhg, c->GH, packed_of(c, w, K, w->o0), out, c->Hout, 1);
+        fr_packed_gemm(rows, outs, K, dhg, c->GH, packed_of(c, w, K, w->o0, 1), out, c->Hout, 1);
         return;
     }
 #endif
@@ -404,9 +415,9 @@ static void run_backward_steps(ctx *c, const work *w)
     REAL *dh[2] = {W(c, c->lay.dh), W(c, c->lay.dh) + N * Hout};
     REAL *dc = W(c, c->lay.dc);
 #if FR_REAL_IS_FLOAT
-    if (c->packed) {
+    if (c->packed && packs(c, w)) {
         int64_t K = dh_product_depth(c);
-        fr_pack_cols(packed_of(c, w, K, w->o0), L->weight_hh, Hout, w->o0, w->o1 - w->o0, K);
+        fr_pack_cols(packed_of(c, w, K, w->o0, 1), L->weight_hh, Hout, w->o0, w->o1 - w->o0, K);
     }
 #endif
     for (int64_t n = w->n0; n < w->n1; n++) {

@@ -148,26 +148,29 @@ SPLIT_SHAPES = [(20, 17, 5, 40), (12, 3, 4, 130), (300, 5, 3, 20)]
                           ("gru", {}, {}), ("gru", {"linear_before_reset": False}, {})])
 @pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("with_lengths", [False, True])
-def test_thread_splits_match_reference(mode, cell_opts, layer_opts, shape, with_lengths):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_thread_splits_match_reference(mode, cell_opts, layer_opts, shape, with_lengths, dtype):
     T, N, I, H = shape
     lengths = np.random.default_rng(N).integers(0, T + 1, N) if with_lengths else None
     for D in (1, 2):
-        assert_layer_matches(mode, cell_opts, layer_opts, T, N, I, H, D, lengths=lengths)
+        assert_layer_matches(mode, cell_opts, layer_opts, T, N, I, H, D, dtype, lengths=lengths)
 
 
 @pytest.mark.parametrize("mode", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_one_and_two_threads_agree(mode, dtype):
-    # 13 rows do not divide between 2 threads.
-    cell, weights, x, h0, c0, rng = make_layer(mode, {}, {}, 9, 13, 6, 48, 2, dtype)
-    dy = rng.standard_normal((9, 13, 96)).astype(dtype)
+@pytest.mark.parametrize("D", [1, 2])
+@pytest.mark.parametrize("N", [13, 2], ids=["batch-split", "hidden-split"])
+def test_one_and_two_threads_agree(mode, dtype, D, N):
+    # 13 rows do not divide between 2 threads; 2 rows make the threads split units.
+    cell, weights, x, h0, c0, rng = make_layer(mode, {}, {}, 9, N, 6, 160, D, dtype)
+    dy = rng.standard_normal((9, N, D * 160)).astype(dtype)
     results = [run_kernels(cell, weights, x, h0, c0, None, dy, None, None, n)
                for n in (1, 2)]
     tol = dict(rtol=1e-12, atol=1e-13) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
     for a, b in zip(results[0][:6], results[1][:6]):
         if a is not None:
             np.testing.assert_allclose(a, b, **tol)
-    for d in range(2):
+    for d in range(D):
         for name, a in results[0][6][d].items():
             if a is not None:
                 np.testing.assert_allclose(a, results[1][6][d][name], **tol)
