@@ -87,16 +87,16 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
         FR_TAKE(dhg, N * GH);
         FR_TAKE(dhtot, N * P);
         FR_TAKE(dhsc, (P || gru_orig) ? N * H : 0);
-        /* W_hh packed per thread for the dh product (float, AVX-512) */
-        FR_TAKE(wpack, GH * (Hout + FR_PANEL * (size_t)plan->per_team));
+        /* W_hh packed per thread for the dh product (float32, AVX-512) */
+        FR_TAKE(wpack, fr_worth_packing(d) ? GH * (Hout + FR_PANEL * (size_t)plan->per_team) : 0);
     } else {
         FR_TAKE(h, 2 * N * Hout);
         FR_TAKE(c, lstm ? N * H : 0);
         FR_TAKE(hfull, P ? N * H : 0);
         FR_TAKE(rh, gru_orig ? N * H : 0);
         FR_TAKE(hg, N * GH);
-        /* W_hh packed per thread: gate slices (hidden split) or panels (float, AVX-512) */
-        FR_TAKE(wpack, G * (H + FR_PANEL * (size_t)plan->per_team) * Hout);
+        /* W_hh packed per thread, gate by gate (float32, AVX-512) */
+        FR_TAKE(wpack, fr_worth_packing(d) ? G * (H + FR_PANEL * (size_t)plan->per_team) * Hout : 0);
         FR_TAKE(xg, pass == FR_PASS_INFERENCE ? (size_t)plan->chunk * N * GH : 0);
     }
 #undef FR_TAKE

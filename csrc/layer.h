@@ -187,33 +187,30 @@ static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_
         return;
     }
 #endif
-    const REAL *wrec = c->plan.split == FR_SPLIT_HIDDEN ? W(c, c->lay.wpack) + G * w->j0 * K
-                                                       : c->L->weight_hh;
-    gemm_rm(c->blas, 0, 1, rows, (g1 - g0) * nu, K, 1, h + w->n0 * ldh, ldh,
-            wrec + g0 * nu * K, K, 0, hg + g0 * nu, G * nu);
+    if (c->plan.split != FR_SPLIT_HIDDEN) { /* all units: the gates' rows are contiguous */
+        gemm_rm(c->blas, 0, 1, rows, (g1 - g0) * nu, K, 1, h + w->n0 * ldh, ldh,
+                c->L->weight_hh + g0 * nu * K, K, 0, hg + g0 * nu, G * nu);
+        return;
+    }
+    for (int64_t g = g0; g < g1; g++) /* the thread's rows of each gate, read in place */
+        gemm_rm(c->blas, 0, 1, rows, nu, K, 1, h + w->n0 * ldh, ldh,
+                c->L->weight_hh + (g * c->H + w->j0) * K, K, 0, hg + g * nu, G * nu);
 }
 
-/* Pack the rows of W_hh of the thread's units, all gates of the slice together. */
+/* Pack the rows of W_hh of the thread's units, gate by gate. */
 static void pack_recurrent(const ctx *c, const work *w)
 {
-    int64_t nu = w->j1 - w->j0, K = c->Hout;
 #if FR_REAL_IS_FLOAT
-    if (c->packed) {
-        if (!packs(c, w))
-            return;
+    int64_t nu = w->j1 - w->j0, K = c->Hout;
+    if (c->packed && packs(c, w)) {
         REAL *pack = packed_of(c, w, K, c->G * w->j0, c->G);
         for (int64_t g = 0; g < c->G; g++)
             fr_pack_rows(pack + g * fr_packed_size(K, nu), c->L->weight_hh, K, g * c->H + w->j0,
                          nu, K);
-        return;
     }
+#else
+    (void)c, (void)w;
 #endif
-    if (c->plan.split != FR_SPLIT_HIDDEN)
-        return;
-    REAL *dst = W(c, c->lay.wpack) + c->G * w->j0 * K;
-    for (int64_t g = 0; g < c->G; g++)
-        memcpy(dst + g * nu * K, c->L->weight_hh + (g * c->H + w->j0) * K,
-               (size_t)(nu * K) * sizeof(REAL));
 }
 
 static inline REAL *y_row(const ctx *c, int64_t n, int64_t t) { return c->L->y + (t * c->N + n) * c->ldy; }
@@ -282,7 +279,7 @@ static void make_ctx(ctx *c, const fr_blas *blas, const fr_cell *cell, const fr_
     c->saved = L->saved;
     c->chunk = L->saved ? c->T : plan->chunk;
     c->all_steps = c->chunk >= c->T;
-    c->packed = FR_REAL_IS_FLOAT && fr_packed_enabled();
+    c->packed = FR_REAL_IS_FLOAT && fr_worth_packing(d) && fr_packed_enabled();
     c->s0 = 0;
 }
 

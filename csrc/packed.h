@@ -23,12 +23,12 @@ static void fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, 
 {
     for (int64_t p = 0; p < fr_panels(n); p++) {
         float *panel = dst + p * FR_PANEL * K;
-        for (int64_t c = 0; c < FR_PANEL; c++) {
-            int64_t col = p * FR_PANEL + c;
-            const float *src = M + (row0 + col) * ldm;
-            for (int64_t k = 0; k < K; k++)
-                panel[k * FR_PANEL + c] = col < n ? src[k] : 0.0f;
-        }
+        int64_t width = n - p * FR_PANEL < FR_PANEL ? n - p * FR_PANEL : FR_PANEL;
+        const float *src = M + (row0 + p * FR_PANEL) * ldm;
+        /* sixteen rows read side by side, the panel written in order */
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t c = 0; c < FR_PANEL; c++)
+                panel[k * FR_PANEL + c] = c < width ? src[c * ldm + k] : 0.0f;
     }
 }
 

@@ -34,6 +34,14 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
 fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const fr_plan *plan);
 fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d);
 
+/* Packing the weights reads them once more than a BLAS call would: it pays
+ * from the second step on, and for a single row only over a few steps (BLAS
+ * then runs a GEMV, which packs nothing). */
+static inline int fr_worth_packing(const fr_dims *d)
+{
+    return d->seq_len >= 2 && d->seq_len * d->batch >= 8;
+}
+
 static inline int fr_gates(int mode) { return mode == FR_LSTM ? 4 : mode == FR_GRU ? 3 : 1; }
 
 #endif
