@@ -6,6 +6,11 @@ the ONNX bridge, so that every layer of fastrnn names a cell the same way.
 
 from dataclasses import dataclass
 
+# The weights of one layer direction, under the names of torch's state_dict
+# (without the _l{k}{suffix}); weight_hr is the LSTM projection,
+# weight_peephole the LSTM peepholes (gates i, f, o).
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peephole")
+
 # Gates per cell, in PyTorch's order: RNN (one), LSTM (i, f, g, o), GRU (r, z, n).
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -73,11 +78,6 @@ class Cell:
     @property
     def gates(self):
         return GATES[self.mode]
-
-    @property
-    def is_default(self):
-        """True when the activations are the cell's defaults and no clip is set."""
-        return self.activations == DEFAULT_ACTIVATIONS[self.mode] and self.clip is None
 
     @classmethod
     def make(cls, mode, *, nonlinearity="tanh", activations=None, alphas=None,

@@ -10,10 +10,8 @@ Shapes: ``x`` (T, N, I) time-major, states (D, N, H_out) and (D, N, H),
 import numpy as np
 
 from fastrnn import _core
+from fastrnn._cell import WEIGHT_NAMES
 from fastrnn.threads import get_num_threads
-
-WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peephole")
-
 
 def _groups(cells):
     """Directions that share a cell run in one kernel call (both at once)."""

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fastrnn._cell import ACTIVATIONS, DEFAULT_ACTIVATIONS, GATES, Cell
-from fastrnn.functional import WEIGHT_NAMES, layer_backward, layer_forward
+from fastrnn._cell import ACTIVATIONS, DEFAULT_ACTIVATIONS, GATES, WEIGHT_NAMES, Cell
+from fastrnn.functional import layer_backward, layer_forward
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
 

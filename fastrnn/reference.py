@@ -44,14 +44,10 @@ valid step back to its first, as PyTorch's packed sequences and ONNX's
 
 import numpy as np
 
-from fastrnn._cell import Cell
+from fastrnn._cell import WEIGHT_NAMES, Cell
 
 __all__ = ["activation", "activation_grad", "layer_forward", "layer_backward",
            "forward", "backward"]
-
-# Every weight a layer direction may have, with the names of torch's state_dict.
-WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr",
-                "weight_peephole")
 
 
 # ---------------------------------------------------------------------------
