@@ -18,8 +18,10 @@ void fr_set_packed(int enabled)
     packed_enabled = enabled ? FR_HAVE_AVX512_KERNEL && fr_cpu_has_avx512() : 0;
 }
 
-/* Below this many multiply-adds per step a second thread costs more than it saves. */
+/* Below this many multiply-adds per step, or per call, a second thread costs
+ * more than it saves (waking it, and a barrier or two). */
 #define FR_MIN_WORK_PER_THREAD 32768
+#define FR_MIN_WORK_PER_CALL 262144
 /* Rows of an input GEMM in inference: enough for BLAS to run at speed, few
  * enough that the scratch stays O(N * H) whatever T. */
 #define FR_CHUNK_ROWS 1024
@@ -36,6 +38,8 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
     if (n_threads < 1)
         n_threads = 1;
     int64_t work = N * G * H * Hout; /* multiply-adds of one step's recurrent product */
+    if (d->seq_len * N * G * H * (Hout + d->input_size) < FR_MIN_WORK_PER_CALL)
+        n_threads = 1;
     /* The two directions run at once when each has a thread's worth of work. */
     p.teams = (d->n_dirs == 2 && n_threads >= 2 && work >= FR_MIN_WORK_PER_THREAD) ? 2 : 1;
     int per = n_threads / p.teams;

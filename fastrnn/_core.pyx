@@ -21,10 +21,28 @@ cdef fr_blas _blas
 _blas.sgemm = <fr_sgemm_t>sgemm
 _blas.dgemm = <fr_dgemm_t>dgemm
 
-# The BLAS integer width the C code was built for must be SciPy's.
-if sizeof(fr_blas_int) != sizeof(int):
-    raise ImportError("fastrnn was built for a BLAS integer of "
-                      f"{sizeof(fr_blas_int)} bytes, SciPy's cython_blas uses {sizeof(int)}")
+
+
+cdef bint _blas_ints_match():
+    """True when SciPy's BLAS reads the 32-bit integers the kernels pass.
+
+    Every integer argument of a 1x1x1 SGEMM points at {1, INT_MIN}: a BLAS
+    with 32-bit integers reads 1 and computes 2 * 3; one with 64-bit integers
+    reads a negative number, rejects the call and leaves C alone.
+    """
+    cdef fr_blas_int probe[2]
+    probe[0] = 1
+    probe[1] = -2147483647 - 1
+    cdef float a = 2, b = 3, c = 0, one = 1, zero = 0
+    cdef char no = b'N'
+    _blas.sgemm(&no, &no, probe, probe, probe, &one, &a, probe, &b, probe, &zero, &c, probe)
+    return c == 6
+
+
+if not _blas_ints_match():
+    raise ImportError(f"fastrnn's kernels pass {sizeof(fr_blas_int) * 8}-bit integers to BLAS, "
+                      "but SciPy's cython_blas does not read them as such (an ILP64 BLAS?); "
+                      "rebuild fastrnn against this SciPy")
 
 _MODES = {"rnn": 0, "lstm": 1, "gru": 2}
 
