@@ -105,7 +105,7 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
     }
 #undef FR_TAKE
     l.per_dir = off;
-    l.per_thread = 10 * H; /* activation values and derivatives of one row's unit slice */
+    l.per_thread = 12 * H; /* activation values and derivatives of one row's unit slice */
     l.total = (size_t)d->n_dirs * l.per_dir + (size_t)plan->n_threads * l.per_thread;
     return l;
 }

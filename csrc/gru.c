@@ -7,7 +7,7 @@
  * Scratch: hg (N, 3H), rh (N, H) without linear_before_reset; training saves the
  * pre-activations, h_prev and W_hn h + b_hn (or r h). */
 
-static void gru_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
+FR_CLONES static void gru_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
 {
     const fr_act *act = c->cell->act;
     int lbr = c->cell->linear_before_reset;
@@ -79,7 +79,7 @@ static void gru_step_forward(const ctx *c, const work *w, int64_t s, const REAL 
     finish_step(c, w, s, hprev, hnext);
 }
 
-static void gru_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
+FR_CLONES static void gru_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
 {
     const fr_act *act = c->cell->act;
     int lbr = c->cell->linear_before_reset;

@@ -44,7 +44,7 @@ typedef struct {
     int64_t o0, o1;           /* output columns (units, or projection units) */
     int rank, team_size;      /* place in the direction's team */
     int sync;                 /* a barrier is needed after each phase of a step */
-    REAL *tmp;                /* per-thread scratch, 10 * H */
+    REAL *tmp;                /* per-thread scratch, 12 * H */
 } work;
 
 static inline REAL *W(const ctx *c, size_t offset) { return c->ws + offset; }
@@ -243,13 +243,14 @@ static void finish_step(const ctx *c, const work *w, int64_t s, const REAL *hpre
     }
 }
 
-/* The cells' steps (rnn.c, lstm.c, gru.c). */
-static void rnn_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext);
-static void lstm_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext);
-static void gru_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext);
-static void rnn_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext);
-static void lstm_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext);
-static void gru_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext);
+/* The cells' steps (rnn.c, lstm.c, gru.c), each compiled also for AVX2 and
+ * AVX-512 and picked at load time. */
+FR_CLONES static void rnn_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext);
+FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext);
+FR_CLONES static void gru_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext);
+FR_CLONES static void rnn_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext);
+FR_CLONES static void lstm_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext);
+FR_CLONES static void gru_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext);
 
 /* ---- setting up a call ------------------------------------------------------ */
 

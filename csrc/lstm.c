@@ -6,7 +6,7 @@
  * Scratch: hg (N, 4H), c (N, H), hfull (N, H) with a projection; training saves
  * the pre-activations, c after each step, h_prev and o h(c'). */
 
-static void lstm_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
+FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
 {
     const fr_act *act = c->cell->act;
     int64_t nu = w->j1 - w->j0, H = c->H, P = c->P, j0 = w->j0;
@@ -94,7 +94,7 @@ static void lstm_projection_grad(const ctx *c, const work *w, int64_t s, const R
             c->L->weight_hr + w->j0, H, 0, W(c, c->lay.dhsc) + w->n0 * H + w->j0, H);
 }
 
-static void lstm_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
+FR_CLONES static void lstm_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
 {
     const fr_act *act = c->cell->act;
     int64_t nu = w->j1 - w->j0, H = c->H, P = c->P, GH = c->GH, j0 = w->j0;
@@ -102,7 +102,9 @@ static void lstm_step_backward(const ctx *c, const work *w, int64_t s, const REA
     REAL *dc = W(c, c->lay.dc), *dhg = W(c, c->lay.dhg);
     REAL *vi = w->tmp, *di = vi + nu, *vf = di + nu, *df = vf + nu, *vg = df + nu;
     REAL *dg = vg + nu, *vo = dg + nu, *dout = vo + nu, *hc = dout + nu, *dhc = hc + nu;
+    REAL *zeros = w->tmp + 11 * nu;
     size_t bytes = (size_t)nu * sizeof(REAL);
+    memset(zeros, 0, bytes);
     if (P)
         lstm_projection_grad(c, w, s, dhcur, dhnext);
     for (int64_t n = w->n0; n < w->n1; n++) {
@@ -130,30 +132,33 @@ static void lstm_step_backward(const ctx *c, const work *w, int64_t s, const REA
         act_backward(&act[1], c->clip, pre + 2 * H, vg, dg, nu);
         act_backward(&act[0], c->clip, pre + 3 * H, vo, dout, nu);
         act_backward(&act[2], 0, cn, hc, dhc, nu);
-        const REAL *dh = P ? W(c, c->lay.dhsc) + n * H + j0 : dhcur + n * H + j0;
+        const REAL *restrict dh = P ? W(c, c->lay.dhsc) + n * H + j0 : dhcur + n * H + j0;
         const REAL *dy = P ? NULL : dy_row(c, n, t);
-        REAL *dgr = dgx_row(c, n, t) + j0, *dhgr = dhg + n * GH + j0, *dcn = dc + n * H + j0;
+        /* dh_out and dy summed first, so that the loop below has no branch */
+        REAL *restrict dht = w->tmp + 10 * nu;
+        for (int64_t j = 0; j < nu; j++)
+            dht[j] = dh[j] + (dy ? dy[j0 + j] : 0);
+        /* peepholes absent: zeros; f = 1 - i with input_forget: dL/di gains -dL/df */
+        const REAL *restrict p_i = peep ? peep + j0 : zeros;
+        const REAL *restrict p_f = peep ? peep + H + j0 : zeros;
+        const REAL *restrict p_o = peep ? peep + 2 * H + j0 : zeros;
+        const REAL coupled = c->cell->input_forget ? 1 : 0;
+        REAL *restrict dgr = dgx_row(c, n, t) + j0, *restrict dhgr = dhg + n * GH + j0;
+        REAL *restrict dcn = dc + n * H + j0;
         for (int64_t j = 0; j < nu; j++) {
-            REAL dhj = dh[j] + (dy ? dy[j0 + j] : 0);
-            REAL d_o = dhj * hc[j] * dout[j];
-            REAL dct = dcn[j] + dhj * vo[j] * dhc[j] + (peep ? d_o * peep[2 * H + j0 + j] : 0);
-            REAL d_i, d_f;
-            if (c->cell->input_forget) { /* f = 1 - i */
-                d_i = (dct * vg[j] - dct * cp[j]) * di[j];
-                d_f = 0;
-            } else {
-                d_i = dct * vg[j] * di[j];
-                d_f = dct * cp[j] * df[j];
-            }
+            REAL d_o = dht[j] * hc[j] * dout[j];
+            REAL dct = dcn[j] + dht[j] * vo[j] * dhc[j] + d_o * p_o[j];
+            REAL d_f = (1 - coupled) * dct * cp[j] * df[j];
+            REAL d_i = (dct * vg[j] - coupled * dct * cp[j]) * di[j];
             REAL d_g = dct * vi[j] * dg[j];
-            dcn[j] = dct * vf[j] + (peep ? d_i * peep[j0 + j] + d_f * peep[H + j0 + j] : 0);
+            dcn[j] = dct * vf[j] + d_i * p_i[j] + d_f * p_f[j];
             dgr[j] = dhgr[j] = d_i;
             dgr[H + j] = dhgr[H + j] = d_f;
             dgr[2 * H + j] = dhgr[2 * H + j] = d_g;
             dgr[3 * H + j] = dhgr[3 * H + j] = d_o;
-            if (!P)
-                dhnext[n * H + j0 + j] = 0;
         }
+        if (!P)
+            memset(dhnext + n * H + j0, 0, bytes);
     }
     BARRIER_IF(w->sync);
     recurrent_grad_product(c, w, dhnext, dh_product_depth(c));

@@ -3,7 +3,7 @@
  * Scratch: hg (N, H) the recurrent product; training saves the pre-activation
  * and the state each step started from. */
 
-static void rnn_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
+FR_CLONES static void rnn_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
 {
     int64_t nu = w->j1 - w->j0, H = c->H;
     recurrent_product(c, w, hprev, H, 0, 1);
@@ -21,7 +21,7 @@ static void rnn_step_forward(const ctx *c, const work *w, int64_t s, const REAL 
     finish_step(c, w, s, hprev, hnext);
 }
 
-static void rnn_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
+FR_CLONES static void rnn_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
 {
     int64_t nu = w->j1 - w->j0, H = c->H, j0 = w->j0;
     REAL *val = w->tmp, *deriv = w->tmp + nu;
