@@ -1248,7 +1248,9 @@ def plot(result, path):
                 speedups = []
                 for r in rows:
                     own = median(r, base, checked=True)
-                    peers = [median(r, n, checked=True) for n in names if n != base]
+                    # fastrnn.torch runs fastrnn's own kernels: not a peer
+                    peers = [median(r, n, checked=True) for n in names
+                             if n != base and not n.startswith("fastrnn")]
                     peers = [t for t in peers if t]
                     speedups.append(min(peers) / own if own and peers else None)
                 draw(ax, rows, speedups, k, mode == "latency", colour=mode_colours[mode],
