@@ -101,6 +101,9 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
         FR_TAKE(hg, N * GH);
         /* W_hh packed per thread, gate by gate (float32, AVX-512) */
         FR_TAKE(wpack, fr_worth_packing(d) ? G * (H + FR_PANEL * (size_t)plan->per_team) * Hout : 0);
+        /* W_ih packed per thread, its columns of the input GEMM (float32, AVX-512) */
+        FR_TAKE(wpack_ih, fr_worth_packing(d)
+                              ? (GH + FR_PANEL * (size_t)plan->per_team) * (size_t)d->input_size : 0);
         FR_TAKE(xg, pass == FR_PASS_INFERENCE ? (size_t)plan->chunk * N * GH : 0);
     }
 #undef FR_TAKE

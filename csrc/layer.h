@@ -104,10 +104,37 @@ static inline REAL folded_bias(const ctx *c, int64_t k)
     return b;
 }
 
+/* The thread's columns [k0, k1) of the input GEMM: W_ih's rows, packed once per
+ * call (float32, AVX-512) into the thread's own block. */
+static inline void input_columns(const work *w, int64_t GH, int64_t *k0, int64_t *k1)
+{
+    *k0 = part(GH, w->rank, w->team_size);
+    *k1 = part(GH, w->rank + 1, w->team_size);
+}
+
+static inline REAL *packed_ih_of(const ctx *c, const work *w, int64_t k0)
+{
+    return W(c, c->lay.wpack_ih) + c->I * (k0 + FR_PANEL * w->rank);
+}
+
+static void pack_input(const ctx *c, const work *w)
+{
+#if FR_REAL_IS_FLOAT
+    if (c->packed) {
+        int64_t k0, k1;
+        input_columns(w, c->GH, &k0, &k1);
+        fr_pack_rows(packed_ih_of(c, w, k0), c->L->weight_ih, c->I, k0, k1 - k0, c->I);
+    }
+#else
+    (void)c, (void)w;
+#endif
+}
+
 /* C rows = bias + x rows @ W_ih[k0:k1]^T for `rows` x rows starting at x_row
- * (stride ldx) into C (stride ldc), gate columns [k0, k1). */
-static void input_product(const ctx *c, const REAL *x_row, int64_t ldx, int64_t rows,
-                          REAL *C, int64_t ldc, int64_t k0, int64_t k1)
+ * (stride ldx) into C (stride ldc), gate columns [k0, k1); `packed`: the
+ * thread's own columns, packed by pack_input. */
+static void input_product(const ctx *c, const work *w, int packed, const REAL *x_row,
+                          int64_t ldx, int64_t rows, REAL *C, int64_t ldc, int64_t k0, int64_t k1)
 {
     if (rows <= 0 || k1 <= k0)
         return;
@@ -115,6 +142,14 @@ static void input_product(const ctx *c, const REAL *x_row, int64_t ldx, int64_t 
         C[k] = folded_bias(c, k);
     for (int64_t r = 1; r < rows; r++)
         memcpy(C + r * ldc + k0, C + k0, (size_t)(k1 - k0) * sizeof(REAL));
+#if FR_REAL_IS_FLOAT
+    if (packed) {
+        fr_packed_gemm(rows, k1 - k0, c->I, x_row, ldx, packed_ih_of(c, w, k0), C + k0, ldc, 1);
+        return;
+    }
+#else
+    (void)w, (void)packed;
+#endif
     gemm_rm(c->blas, 0, 1, rows, k1 - k0, c->I, 1, x_row, ldx, c->L->weight_ih + k0 * c->I,
             c->I, 1, C + k0, ldc);
 }
@@ -129,7 +164,8 @@ static void chunk_input(ctx *c, const work *w, int64_t s0)
         for (int64_t n = part(N, w->rank, w->team_size); n < part(N, w->rank + 1, w->team_size); n++) {
             int64_t hi = len_of(c, n) - s0, lo = hi - K < 0 ? 0 : hi - K;
             if (hi > lo)
-                input_product(c, c->x + (lo * N + n) * I, N * I, hi - lo, xg_row(c, n, lo), N * GH, 0, GH);
+                input_product(c, w, 0, c->x + (lo * N + n) * I, N * I, hi - lo, xg_row(c, n, lo),
+                              N * GH, 0, GH);
         }
         return;
     }
@@ -144,8 +180,10 @@ static void chunk_input(ctx *c, const work *w, int64_t s0)
         lo = s0;
         hi = s0 + K > T ? T : s0 + K;
     }
-    int64_t k0 = part(GH, w->rank, w->team_size), k1 = part(GH, w->rank + 1, w->team_size);
-    input_product(c, c->x + lo * N * I, I, (hi - lo) * N, xg_row(c, 0, lo), GH, k0, k1);
+    int64_t k0, k1;
+    input_columns(w, GH, &k0, &k1);
+    input_product(c, w, c->packed, c->x + lo * N * I, I, (hi - lo) * N, xg_row(c, 0, lo), GH,
+                  k0, k1);
 }
 
 /* hg[rows, gates of the thread's units] = h[rows] @ W_hh[those gate rows]^T,
@@ -323,6 +361,7 @@ static void run_forward(ctx *c, const work *w)
             memcpy(W(c, c->lay.c) + n * H + w->j0, L->c0 + n * H + w->j0, ubytes);
     }
     pack_recurrent(c, w);
+    pack_input(c, w);
     for (int64_t s0 = 0; s0 < T; s0 += c->chunk) {
         chunk_input(c, w, s0);
         _Pragma("omp barrier")

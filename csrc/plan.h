@@ -20,7 +20,7 @@ typedef struct {
  * direction d starts at d * per_dir, thread k's own scratch at
  * n_dirs * per_dir + k * per_thread. */
 typedef struct {
-    size_t h, c, hfull, rh, hg, wpack, xg;      /* forward */
+    size_t h, c, hfull, rh, hg, wpack, wpack_ih, xg; /* forward */
     size_t dgx, daux, dhout, dh, dc, dhg, dhtot, dhsc; /* backward (and wpack) */
     size_t per_dir, per_thread, total;
 } fr_layout;
