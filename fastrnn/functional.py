@@ -20,6 +20,15 @@ def _groups(cells):
     return [list(range(len(cells)))]
 
 
+def _kernel_dims(cells, x, h0, weights, group):
+    """The kernels' dims tuple (T, N, I, H, P, ldy, n_dirs) for the directions in ``group``."""
+    T, N, I = x.shape
+    H_out = h0.shape[2]
+    H = weights[0]["weight_hh"].shape[0] // cells[0].gates
+    P = 0 if weights[0].get("weight_hr") is None else H_out
+    return (T, N, I, H, P, len(cells) * H_out, len(group))
+
+
 def layer_forward(cells, x, h0, c0, weights, *, lengths=None, training=False, n_threads=None):
     """Run one layer forward.
 
@@ -57,10 +66,8 @@ def layer_forward(cells, x, h0, c0, weights, *, lengths=None, training=False, n_
     saved = [] if training else None
     n_threads = get_num_threads() if n_threads is None else n_threads
     y_flat = y.reshape(-1)
-    H = weights[0]["weight_hh"].shape[0] // cells[0].gates
-    P = 0 if weights[0].get("weight_hr") is None else H_out
     for group in _groups(cells):
-        dims = (T, N, I, H, P, D * H_out, len(group))
+        dims = _kernel_dims(cells, x, h0, weights, group)
         dirs = []
         for d in group:
             arrays = dict(weights[d], reverse=d == 1, h0=h0[d], y=y_flat[d * H_out:],
@@ -84,13 +91,10 @@ def layer_backward(cells, x, h0, c0, weights, saved, dy, dh_n, dc_n, *, lengths=
     ``dh0`` like ``h0``, ``dc0`` like ``c0`` (None but for the LSTM), ``grads``
     one dict per direction with the gradient of every weight that is not None.
     """
-    D = len(cells)
     T, N, I = x.shape
     H_out = h0.shape[2]
     dtype = x.dtype
     lstm = cells[0].mode == "lstm"
-    H = weights[0]["weight_hh"].shape[0] // cells[0].gates
-    P = 0 if weights[0].get("weight_hr") is None else H_out
     dx = np.empty((T, N, I), dtype)
     dh0 = np.empty_like(h0)
     dc0 = np.empty_like(c0) if lstm else None
@@ -101,7 +105,7 @@ def layer_backward(cells, x, h0, c0, weights, saved, dy, dh_n, dc_n, *, lengths=
     groups = _groups(cells)
     dx_part = np.empty_like(dx) if len(groups) > 1 else dx
     for g, group in enumerate(groups):
-        dims = (T, N, I, H, P, D * H_out, len(group))
+        dims = _kernel_dims(cells, x, h0, weights, group)
         dirs = []
         for d in group:
             arrays = dict(weights[d], reverse=d == 1, h0=h0[d], saved=saved[d], dh0=dh0[d])

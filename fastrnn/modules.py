@@ -1169,8 +1169,6 @@ class LSTMCell(_CellBase):
         """
         if state is None:
             h = c = None
-        elif type(state) is tuple and len(state) == 2:
-            h, c = state
         elif isinstance(state, (tuple, list)) and len(state) == 2:
             h, c = state
         else:

@@ -149,32 +149,33 @@ class _Slot:
         self.index = index
 
 
-def _arrays_to_slots(obj, tensors):
-    """``obj`` (dicts, lists, tuples of arrays) with each ndarray moved to ``tensors``."""
-    if isinstance(obj, np.ndarray):
-        try:
-            tensors.append(torch.from_numpy(obj))
-        except (TypeError, ValueError):          # a dtype or layout torch cannot share
-            return obj
-        return _Slot(len(tensors) - 1)
+def _walk(obj, leaf):
+    """``obj`` (dicts, lists, tuples, namedtuples) with ``leaf`` applied to every other value."""
     if isinstance(obj, dict):
-        return {key: _arrays_to_slots(value, tensors) for key, value in obj.items()}
+        return {key: _walk(value, leaf) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        values = [_arrays_to_slots(value, tensors) for value in obj]
+        values = [_walk(value, leaf) for value in obj]
         return type(obj)(*values) if hasattr(obj, "_fields") else type(obj)(values)
-    return obj
+    return leaf(obj)
+
+
+def _arrays_to_slots(obj, tensors):
+    """``obj`` with each ndarray moved to ``tensors`` (as a tensor sharing its memory)."""
+    def slot(value):
+        if not isinstance(value, np.ndarray):
+            return value
+        try:
+            tensors.append(torch.from_numpy(value))
+        except (TypeError, ValueError):          # a dtype or layout torch cannot share
+            return value
+        return _Slot(len(tensors) - 1)
+    return _walk(obj, slot)
 
 
 def _slots_to_arrays(obj, tensors):
     """The inverse of ``_arrays_to_slots``: the same arrays (their memory, no copy)."""
-    if isinstance(obj, _Slot):
-        return tensors[obj.index].numpy()
-    if isinstance(obj, dict):
-        return {key: _slots_to_arrays(value, tensors) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        values = [_slots_to_arrays(value, tensors) for value in obj]
-        return type(obj)(*values) if hasattr(obj, "_fields") else type(obj)(values)
-    return obj
+    return _walk(obj, lambda value: tensors[value.index].numpy()
+                 if isinstance(value, _Slot) else value)
 
 
 # ---------------------------------------------------------------------------
