@@ -17,7 +17,10 @@ FR_CLONES static void gru_step_forward(const ctx *c, const work *w, int64_t s, c
     const REAL *bhn = c->L->bias_hh ? c->L->bias_hh + 2 * H + j0 : NULL;
     REAL *vr = w->tmp, *vz = w->tmp + nu, *vn = w->tmp + 2 * nu, *hn = w->tmp + 3 * nu;
     size_t bytes = (size_t)nu * sizeof(REAL);
-    recurrent_product(c, w, hprev, H, 0, lbr ? 3 : 2);
+    int in_place = sums_in_place(c);
+    recurrent_product(c, w, hprev, H, s, 0, 2, in_place);
+    if (lbr) /* W_hn h + b_hn stays apart: r multiplies it */
+        recurrent_product(c, w, hprev, H, s, 2, 3, 0);
     for (int64_t n = w->n0; n < w->n1; n++) {
         int64_t len = len_of(c, n);
         const REAL *hp = hprev + n * H + j0;
@@ -31,10 +34,11 @@ FR_CLONES static void gru_step_forward(const ctx *c, const work *w, int64_t s, c
         int64_t t = time_of(c, len, s);
         REAL *pre = xg_row(c, n, t) + j0;
         REAL *hgr = hg + (n - w->n0) * 3 * nu;
-        for (int64_t j = 0; j < nu; j++) {
-            pre[j] += hgr[j];
-            pre[H + j] += hgr[nu + j];
-        }
+        if (!in_place)
+            for (int64_t j = 0; j < nu; j++) {
+                pre[j] += hgr[j];
+                pre[H + j] += hgr[nu + j];
+            }
         act_forward(&act[0], c->clip, pre, vr, nu);
         act_forward(&act[0], c->clip, pre + H, vz, nu);
         REAL *aux = c->saved ? saved_row(c, c->sl.aux, n, t, H) + j0 : NULL;
@@ -59,7 +63,7 @@ FR_CLONES static void gru_step_forward(const ctx *c, const work *w, int64_t s, c
     }
     if (!lbr) {
         BARRIER_IF(w->sync);
-        recurrent_product(c, w, rh, H, 2, 3);
+        recurrent_product(c, w, rh, H, s, 2, 3, in_place);
         for (int64_t n = w->n0; n < w->n1; n++) {
             int64_t len = len_of(c, n);
             if (s >= len)
@@ -67,8 +71,9 @@ FR_CLONES static void gru_step_forward(const ctx *c, const work *w, int64_t s, c
             REAL *pre = xg_row(c, n, time_of(c, len, s)) + j0;
             const REAL *hgr = hg + (n - w->n0) * 3 * nu;
             const REAL *hp = hprev + n * H + j0;
-            for (int64_t j = 0; j < nu; j++)
-                pre[2 * H + j] += hgr[2 * nu + j];
+            if (!in_place)
+                for (int64_t j = 0; j < nu; j++)
+                    pre[2 * H + j] += hgr[2 * nu + j];
             act_forward(&act[1], c->clip, pre + 2 * H, vn, nu);
             for (int64_t j = 0; j < nu; j++) {
                 REAL z = hgr[nu + j];

@@ -62,6 +62,9 @@ static inline int64_t part(int64_t total, int k, int parts) { return total * k /
         }                                                                         \
     } while (0)
 
+/* Up to this many rows, A B^T runs as dot products of rows (fr_dot_rows). */
+#define FR_DOT_ROWS 4
+
 /* Row-major C (m x n) = alpha op(A) op(B) + beta C, op(A) (m x k), op(B) (k x n). */
 static void gemm_rm(const fr_blas *blas, int trans_a, int trans_b, int64_t m, int64_t n,
                     int64_t k, REAL alpha, const REAL *A, int64_t lda, const REAL *B,
@@ -72,6 +75,13 @@ static void gemm_rm(const fr_blas *blas, int trans_a, int trans_b, int64_t m, in
     char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
     fr_blas_int M = (fr_blas_int)n, Nn = (fr_blas_int)m, K = (fr_blas_int)k;
     fr_blas_int la = (fr_blas_int)ldb, lb = (fr_blas_int)lda, lc = (fr_blas_int)ldc;
+#if FR_REAL_IS_FLOAT
+    if (!trans_a && trans_b && m <= FR_DOT_ROWS && k > 0 && alpha == 1 && (beta == 0 || beta == 1)
+        && fr_packed_enabled()) {
+        fr_dot_rows(m, n, k, A, lda, B, ldb, C, ldc, beta == 1);
+        return;
+    }
+#endif
     if (K == 0) {
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++)
@@ -186,8 +196,7 @@ static void chunk_input(ctx *c, const work *w, int64_t s0)
                   k0, k1);
 }
 
-/* hg[rows, gates of the thread's units] = h[rows] @ W_hh[those gate rows]^T,
- * gate rows [g0, g1) of the thread's packed slice; h has stride ldh. */
+/* The thread's block of hg: its rows, all gates of its units. */
 static inline REAL *hg_of(const ctx *c, const work *w)
 {
     int64_t nu = w->j1 - w->j0;
@@ -211,28 +220,40 @@ static inline int packs(const ctx *c, const work *w)
     return c->plan.split == FR_SPLIT_HIDDEN || w->rank == 0;
 }
 
-static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_t ldh,
-                              int64_t g0, int64_t g1)
+/* Whether a step's recurrent half can be added straight onto its input half
+ * (the pre-activations in xg or saved): when the step's rows all read one
+ * timestep, whose rows lie GH apart.  Only a reverse direction with lengths
+ * gives each row its own timestep; there the product goes to hg and the cell
+ * adds it.  Summing in place spares a pass over the gates per step. */
+static inline int sums_in_place(const ctx *c) { return !(c->lengths && c->L->reverse); }
+
+/* The recurrent half of gates [g0, g1) for the thread's rows and units,
+ * h @ W_hh[those gate rows]^T (h with stride ldh): added onto the
+ * pre-activations of step s when in_place, else written to hg. */
+static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_t ldh, int64_t s,
+                              int64_t g0, int64_t g1, int in_place)
 {
     int64_t nu = w->j1 - w->j0, rows = w->n1 - w->n0, G = c->G, K = c->Hout;
-    REAL *hg = hg_of(c, w);
+    REAL *out = in_place ? xg_row(c, w->n0, time_of(c, c->T, s)) + w->j0 : hg_of(c, w);
+    int64_t ldo = in_place ? c->GH : G * nu, gate_stride = in_place ? c->H : nu;
+    h += w->n0 * ldh;
 #if FR_REAL_IS_FLOAT
     if (c->packed) {
         const REAL *pack = packed_of(c, w, K, G * w->j0, G);
         for (int64_t g = g0; g < g1; g++)
-            fr_packed_gemm(rows, nu, K, h + w->n0 * ldh, ldh, pack + g * fr_packed_size(K, nu),
-                           hg + g * nu, G * nu, 0);
+            fr_packed_gemm(rows, nu, K, h, ldh, pack + g * fr_packed_size(K, nu),
+                           out + g * gate_stride, ldo, in_place);
         return;
     }
 #endif
     if (c->plan.split != FR_SPLIT_HIDDEN) { /* all units: the gates' rows are contiguous */
-        gemm_rm(c->blas, 0, 1, rows, (g1 - g0) * nu, K, 1, h + w->n0 * ldh, ldh,
-                c->L->weight_hh + g0 * nu * K, K, 0, hg + g0 * nu, G * nu);
+        gemm_rm(c->blas, 0, 1, rows, (g1 - g0) * nu, K, 1, h, ldh, c->L->weight_hh + g0 * nu * K,
+                K, in_place, out + g0 * gate_stride, ldo);
         return;
     }
     for (int64_t g = g0; g < g1; g++) /* the thread's rows of each gate, read in place */
-        gemm_rm(c->blas, 0, 1, rows, nu, K, 1, h + w->n0 * ldh, ldh,
-                c->L->weight_hh + (g * c->H + w->j0) * K, K, 0, hg + g * nu, G * nu);
+        gemm_rm(c->blas, 0, 1, rows, nu, K, 1, h, ldh, c->L->weight_hh + (g * c->H + w->j0) * K,
+                K, in_place, out + g * gate_stride, ldo);
 }
 
 /* Pack the rows of W_hh of the thread's units, gate by gate. */

@@ -10,7 +10,8 @@ FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, 
 {
     const fr_act *act = c->cell->act;
     int64_t nu = w->j1 - w->j0, H = c->H, P = c->P, j0 = w->j0;
-    recurrent_product(c, w, hprev, c->Hout, 0, 4);
+    int in_place = sums_in_place(c);
+    recurrent_product(c, w, hprev, c->Hout, s, 0, 4, in_place);
     const REAL *hg = hg_of(c, w);
     const REAL *peep = c->L->weight_peephole;
     REAL *cst = W(c, c->lay.c);
@@ -32,9 +33,10 @@ FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, 
         REAL *pre = xg_row(c, n, t) + j0;
         const REAL *hgr = hg + (n - w->n0) * 4 * nu;
         REAL *cn = cst + n * H + j0;
-        for (int64_t k = 0; k < 4; k++)
-            for (int64_t j = 0; j < nu; j++)
-                pre[k * H + j] += hgr[k * nu + j];
+        if (!in_place)
+            for (int64_t k = 0; k < 4; k++)
+                for (int64_t j = 0; j < nu; j++)
+                    pre[k * H + j] += hgr[k * nu + j];
         if (peep)
             for (int64_t j = 0; j < nu; j++) {
                 pre[j] += peep[j0 + j] * cn[j];

@@ -122,6 +122,38 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
     }
 }
 
+/* C (m x n, ldc) = A (m x K, lda) B^T, or += with accumulate, for a few rows of A
+ * and B (n x K, ldb) as it lies: one dot product per row of B and of A, each row
+ * of B streamed once for all m rows.  For one or two rows the product is all
+ * memory traffic, and a BLAS GEMM would first copy B to its packed layout. */
+__attribute__((target("avx512f"))) static void
+fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *B,
+            int64_t ldb, float *C, int64_t ldc, int accumulate)
+{
+    int64_t tail = K % 32, k_end = K - tail;
+    __mmask16 t0 = tail >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << tail) - 1);
+    __mmask16 t1 = tail > 16 ? (__mmask16)((1u << (tail - 16)) - 1) : 0;
+    for (int64_t j = 0; j < n; j++) {
+        const float *b = B + j * ldb;
+        for (int64_t r = 0; r < m; r++) {
+            const float *a = A + r * lda;
+            __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+            for (int64_t k = 0; k < k_end; k += 32) {
+                s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
+                s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
+            }
+            if (tail) {
+                s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t0, a + k_end),
+                                     _mm512_maskz_loadu_ps(t0, b + k_end), s0);
+                s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t1, a + k_end + 16),
+                                     _mm512_maskz_loadu_ps(t1, b + k_end + 16), s1);
+            }
+            float dot = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+            C[r * ldc + j] = accumulate ? C[r * ldc + j] + dot : dot;
+        }
+    }
+}
+
 /* C (m x n, ldc) = A (m x K, lda) B, or += with accumulate; B packed by fr_pack_*. */
 __attribute__((target("avx512f"))) static void
 fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
@@ -166,6 +198,12 @@ static inline int fr_cpu_has_avx512(void)
 #else
 #define FR_HAVE_AVX512_KERNEL 0
 static inline int fr_cpu_has_avx512(void) { return 0; }
+static void fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate)
+{
+    (void)m, (void)n, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc,
+        (void)accumulate;
+}
 static void fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
                            const float *Bp, float *C, int64_t ldc, int accumulate)
 {

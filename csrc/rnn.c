@@ -6,7 +6,8 @@
 FR_CLONES static void rnn_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
 {
     int64_t nu = w->j1 - w->j0, H = c->H;
-    recurrent_product(c, w, hprev, H, 0, 1);
+    int in_place = sums_in_place(c);
+    recurrent_product(c, w, hprev, H, s, 0, 1, in_place);
     const REAL *hg = hg_of(c, w);
     for (int64_t n = w->n0; n < w->n1; n++) {
         int64_t len = len_of(c, n);
@@ -14,8 +15,9 @@ FR_CLONES static void rnn_step_forward(const ctx *c, const work *w, int64_t s, c
             continue;
         REAL *pre = xg_row(c, n, time_of(c, len, s)) + w->j0;
         const REAL *hgr = hg + (n - w->n0) * nu;
-        for (int64_t j = 0; j < nu; j++)
-            pre[j] += hgr[j];
+        if (!in_place)
+            for (int64_t j = 0; j < nu; j++)
+                pre[j] += hgr[j];
         act_forward(&c->cell->act[0], c->clip, pre, hnext + n * H + w->j0, nu);
     }
     finish_step(c, w, s, hprev, hnext);
