@@ -38,7 +38,10 @@ Rounds
     round, so that a slow drift of the machine (another job, the clock)
     touches every engine alike.  An engine's figure for the case is the median
     over rounds of its batch's time per call.  The NumPy reference runs at
-    most three rounds.
+    most three rounds.  Before each batch the coordinator waits 50 ms: the
+    engine timed just before leaves its thread pool spinning for a moment
+    after its last call, and on a machine with few cores those spinning
+    threads would steal the next engine's time.
 Practical limit
     Beside the figures stands what the machine can do: the FLOP rate of one
     large GEMM (``scipy.linalg.blas.sgemm``, 2048 cubed by default, through
@@ -96,6 +99,7 @@ STEP_SIZE = 256                     # I = H of the latency cases (N = 1)
 DEFAULT_ROUNDS, QUICK_ROUNDS = 7, 3
 DEFAULT_TARGET, QUICK_TARGET = 0.1, 0.01        # seconds of calls per round
 DEFAULT_GEMM, QUICK_GEMM = 2048, 1024           # size of the peak GEMM
+SETTLE_S = 0.05                     # pause before each timed batch
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
@@ -1020,6 +1024,7 @@ def _time_case(case, record, workers, args, progress):
             limit = worker.cls.max_rounds
             if e["status"] == "error" or (limit is not None and r >= limit):
                 continue
+            time.sleep(SETTLE_S)            # the last engine's thread pool goes idle
             try:
                 e["rounds_s"].append(worker.request("time", e["reps"]))
             except EngineError as exc:
