@@ -74,5 +74,8 @@ def run(rank, world_size, port, out_dir):
         grads = {name: p.grad.clone() for name, p in model.named_parameters()}
         torch.save({"grads": grads, "calls": calls, "loss": loss.item()},
                    os.path.join(out_dir, f"rank{rank}.pt"))
+        # both ranks done before either tears the group down: a rank whose
+        # peer left mid-exchange may abort inside gloo
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
