@@ -102,8 +102,10 @@ fr_status fr_backward_f64(const fr_blas *blas, const fr_cell *cell, const fr_dim
                           const int64_t *lengths, const double *x, double *dx,
                           const fr_layer_f64 *dirs, double *ws, int n_threads);
 
-/* 1 when the per-step products run over weights packed once per call (float32
- * on a CPU with AVX-512); fr_set_packed(0) makes them call BLAS instead. */
+/* 1 when the float32 AVX-512 kernels run (on a CPU that has AVX-512): the
+ * products over weights packed once per call, the few-row dot products and
+ * the vector sigmoid and tanh.  fr_set_packed(0) sends the products to BLAS
+ * and the activations to the generic vectorised loops. */
 int fr_packed_enabled(void);
 void fr_set_packed(int enabled);
 

@@ -53,12 +53,12 @@ def openmp_enabled():
 
 
 def packed_enabled():
-    """True when the per-step products run over weights packed once per call."""
+    """True when the float32 AVX-512 kernels run: packed and few-row products, vector activations."""
     return bool(fr_packed_enabled())
 
 
 def set_packed(bint enabled):
-    """Use the packed per-step products where the CPU has them (True) or BLAS (False)."""
+    """Use the float32 AVX-512 kernels where the CPU has them (True), or BLAS and generic loops (False)."""
     fr_set_packed(enabled)
 
 
