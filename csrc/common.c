@@ -1,7 +1,7 @@
 /* The parts of the kernels that do not depend on the dtype: the thread plan,
  * the workspace layout and their sizes. */
 #include "plan.h"
-#include "omp.h"
+#include "threads.h"
 #include "packed.h"
 
 static int packed_enabled = -1; /* -1: not asked yet */

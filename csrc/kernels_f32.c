@@ -1,7 +1,7 @@
 /* The kernels for float: the shared loop (layer.h) and the three cells,
  * compiled once per dtype from one body. */
 #include "fastrnn.h"
-#include "omp.h"
+#include "threads.h"
 #include "packed.h"
 #include "plan.h"
 

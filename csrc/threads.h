@@ -1,7 +1,7 @@
 /* OpenMP, or stand-ins that make the same code run on one thread when the
  * compiler has no OpenMP.  The pragmas themselves are ignored without it. */
-#ifndef FASTRNN_OMP_H
-#define FASTRNN_OMP_H
+#ifndef FASTRNN_THREADS_H
+#define FASTRNN_THREADS_H
 
 #ifdef _OPENMP
 #include <omp.h>
