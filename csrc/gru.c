@@ -112,22 +112,34 @@ FR_CLONES static void gru_step_backward(const ctx *c, const work *w, int64_t s, 
         act_backward(&act[0], c->clip, pre, vr, dr, nu);
         act_backward(&act[0], c->clip, pre + H, vz, dz, nu);
         act_backward(&act[1], c->clip, pre + 2 * H, vn, dn, nu);
-        REAL *dgr = dgx_row(c, n, t) + j0, *dhgr = dhg + n * GH + j0;
-        REAL *daux = lbr ? W(c, c->lay.daux) + (t * c->N + n) * H + j0 : NULL;
-        for (int64_t j = 0; j < nu; j++) {
-            REAL dh = dhcur[n * H + j0 + j] + (dy ? dy[j0 + j] : 0);
-            REAL d_n = dh * (1 - vz[j]) * dn[j];
-            REAL d_z = dh * (hp[j] - vn[j]) * dz[j];
-            dgr[H + j] = dhgr[H + j] = d_z;
-            dgr[2 * H + j] = d_n;
-            if (lbr) { /* n = g(x_n + r hn): d hn = r d_n, d r = hn d_n */
+        /* dh_out and dy summed first, so that the loops below have no branch */
+        REAL *restrict dht = dn + nu;
+        for (int64_t j = 0; j < nu; j++)
+            dht[j] = dhcur[n * H + j0 + j] + (dy ? dy[j0 + j] : 0);
+        REAL *restrict dgr = dgx_row(c, n, t) + j0, *restrict dhgr = dhg + n * GH + j0;
+        REAL *restrict dhn = dhnext + n * H + j0;
+        if (lbr) { /* n = g(x_n + r hn): d hn = r d_n, d r = hn d_n */
+            REAL *restrict daux = W(c, c->lay.daux) + (t * c->N + n) * H + j0;
+#pragma omp simd
+            for (int64_t j = 0; j < nu; j++) {
+                REAL d_n = dht[j] * (1 - vz[j]) * dn[j];
+                REAL d_z = dht[j] * (hp[j] - vn[j]) * dz[j];
                 REAL d_r = d_n * aux[j] * dr[j];
                 dgr[j] = dhgr[j] = d_r;
+                dgr[H + j] = dhgr[H + j] = d_z;
+                dgr[2 * H + j] = d_n;
                 dhgr[2 * H + j] = daux[j] = d_n * vr[j];
-            } else {
-                dhgr[2 * H + j] = d_n;
+                dhn[j] = dht[j] * vz[j];
             }
-            dhnext[n * H + j0 + j] = dh * vz[j];
+        } else { /* d r waits for d(r h), below */
+#pragma omp simd
+            for (int64_t j = 0; j < nu; j++) {
+                REAL d_n = dht[j] * (1 - vz[j]) * dn[j];
+                REAL d_z = dht[j] * (hp[j] - vn[j]) * dz[j];
+                dgr[H + j] = dhgr[H + j] = d_z;
+                dgr[2 * H + j] = dhgr[2 * H + j] = d_n;
+                dhn[j] = dht[j] * vz[j];
+            }
         }
     }
     if (!lbr) { /* d(r h) = d_n @ W_hn, then d r = d(r h) h, and dh gains d(r h) r */
@@ -144,6 +156,7 @@ FR_CLONES static void gru_step_backward(const ctx *c, const work *w, int64_t s, 
             const REAL *hp = saved_row(c, c->sl.hprev, n, t, H) + j0;
             act_backward(&act[0], c->clip, pre, vr, dr, nu);
             REAL *dgr = dgx_row(c, n, t) + j0;
+#pragma omp simd
             for (int64_t j = 0; j < nu; j++) {
                 REAL d = drh[n * H + j0 + j];
                 REAL d_r = d * hp[j] * dr[j];

@@ -147,6 +147,7 @@ FR_CLONES static void lstm_step_backward(const ctx *c, const work *w, int64_t s,
         const REAL coupled = c->cell->input_forget ? 1 : 0;
         REAL *restrict dgr = dgx_row(c, n, t) + j0, *restrict dhgr = dhg + n * GH + j0;
         REAL *restrict dcn = dc + n * H + j0;
+#pragma omp simd
         for (int64_t j = 0; j < nu; j++) {
             REAL d_o = dht[j] * hc[j] * dout[j];
             REAL dct = dcn[j] + dht[j] * vo[j] * dhc[j] + d_o * p_o[j];

@@ -41,12 +41,16 @@ FR_CLONES static void rnn_step_backward(const ctx *c, const work *w, int64_t s, 
         const REAL *pre = saved_row(c, c->sl.gates, n, t, H) + j0;
         const REAL *dy = dy_row(c, n, t);
         act_backward(&c->cell->act[0], c->clip, pre, val, deriv, nu);
-        REAL *dg = dgx_row(c, n, t) + j0;
+        /* dh and dy summed first, so that the loop below has no branch */
+        REAL *restrict dht = val; /* the values are not needed past here */
+        for (int64_t j = 0; j < nu; j++)
+            dht[j] = dh[j] + (dy ? dy[j0 + j] : 0);
+        REAL *restrict dg = dgx_row(c, n, t) + j0, *restrict dhgr = dhg + n * H + j0;
+        REAL *restrict dhn = dhnext + n * H + j0;
+#pragma omp simd
         for (int64_t j = 0; j < nu; j++) {
-            REAL d = (dh[j] + (dy ? dy[j0 + j] : 0)) * deriv[j];
-            dg[j] = d;
-            dhg[n * H + j0 + j] = d;
-            dhnext[n * H + j0 + j] = 0;
+            dg[j] = dhgr[j] = dht[j] * deriv[j];
+            dhn[j] = 0;
         }
     }
     BARRIER_IF(w->sync);
