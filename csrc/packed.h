@@ -18,20 +18,6 @@ static inline int64_t fr_panels(int64_t n) { return (n + FR_PANEL - 1) / FR_PANE
 /* Floats of a packed K x n matrix. */
 static inline int64_t fr_packed_size(int64_t K, int64_t n) { return fr_panels(n) * FR_PANEL * K; }
 
-/* Pack B[k][c] = M[row0 + c][k] (B is the transpose of n rows of M, row stride ldm). */
-static void fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, int64_t K)
-{
-    for (int64_t p = 0; p < fr_panels(n); p++) {
-        float *panel = dst + p * FR_PANEL * K;
-        int64_t width = n - p * FR_PANEL < FR_PANEL ? n - p * FR_PANEL : FR_PANEL;
-        const float *src = M + (row0 + p * FR_PANEL) * ldm;
-        /* sixteen rows read side by side, the panel written in order */
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t c = 0; c < FR_PANEL; c++)
-                panel[k * FR_PANEL + c] = c < width ? src[c * ldm + k] : 0.0f;
-    }
-}
-
 /* Pack B[k][c] = M[k][col0 + c] (n columns of M, row stride ldm). */
 static void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, int64_t n, int64_t K)
 {
@@ -49,6 +35,50 @@ static void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define FR_HAVE_AVX512_KERNEL 1
+
+/* Pack B[k][c] = M[row0 + c][k] (B is the transpose of n rows of M, row stride
+ * ldm): sixteen rows by sixteen k at a time, transposed in registers (rows past
+ * n read as zeros, k past K masked off). */
+__attribute__((target("avx512f"))) static void
+fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, int64_t K)
+{
+    for (int64_t p = 0; p < fr_panels(n); p++) {
+        float *panel = dst + p * FR_PANEL * K;
+        int64_t width = n - p * FR_PANEL < FR_PANEL ? n - p * FR_PANEL : FR_PANEL;
+        const float *src = M + (row0 + p * FR_PANEL) * ldm;
+        for (int64_t k0 = 0; k0 < K; k0 += 16) {
+            int64_t left = K - k0;
+            __mmask16 km = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 r[16], t[16], u[16];
+            for (int c = 0; c < 16; c++)
+                r[c] = c < width ? _mm512_maskz_loadu_ps(km, src + c * ldm + k0) : _mm512_setzero_ps();
+            /* per 128-bit lane L: u[4q + j] = element 4L + j of rows 4q .. 4q + 3 */
+            for (int c = 0; c < 16; c += 2) {
+                t[c] = _mm512_unpacklo_ps(r[c], r[c + 1]);
+                t[c + 1] = _mm512_unpackhi_ps(r[c], r[c + 1]);
+            }
+            for (int q = 0; q < 4; q++) {
+                __m512 lo0 = t[4 * q], hi0 = t[4 * q + 1], lo1 = t[4 * q + 2], hi1 = t[4 * q + 3];
+                u[4 * q] = _mm512_shuffle_ps(lo0, lo1, 0x44);
+                u[4 * q + 1] = _mm512_shuffle_ps(lo0, lo1, 0xEE);
+                u[4 * q + 2] = _mm512_shuffle_ps(hi0, hi1, 0x44);
+                u[4 * q + 3] = _mm512_shuffle_ps(hi0, hi1, 0xEE);
+            }
+            /* then the lanes: row k = 4L + j of the panel gathers lane L of u[j], u[4 + j], u[8 + j], u[12 + j] */
+            for (int j = 0; j < 4; j++) {
+                __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+                __m512 w0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+                __m512 v1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+                __m512 w1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+                __m512 out[4] = {_mm512_shuffle_f32x4(v0, v1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0x88),
+                                 _mm512_shuffle_f32x4(v0, v1, 0xDD), _mm512_shuffle_f32x4(w0, w1, 0xDD)};
+                for (int L = 0; L < 4; L++)
+                    if (4 * L + j < left)
+                        _mm512_storeu_ps(panel + (k0 + 4 * L + j) * FR_PANEL, out[L]);
+            }
+        }
+    }
+}
 
 /* mr (<= 8) rows x two panels: c[r] += A[r][k] * B0/B1[k] over k. */
 __attribute__((target("avx512f"), always_inline)) static inline void
@@ -198,6 +228,11 @@ static inline int fr_cpu_has_avx512(void)
 #else
 #define FR_HAVE_AVX512_KERNEL 0
 static inline int fr_cpu_has_avx512(void) { return 0; }
+static void fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n,
+                         int64_t K)
+{
+    (void)dst, (void)M, (void)ldm, (void)row0, (void)n, (void)K;
+}
 static void fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate)
 {
