@@ -8,7 +8,7 @@ forward, backward; 1 and 2 threads; central finite differences in float64.
 import numpy as np
 import pytest
 
-from fastrnn import functional, reference
+from fastrnn import _core, functional, reference
 from fastrnn._cell import Cell
 
 TOL = {np.float64: dict(rtol=1e-9, atol=1e-11), np.float32: dict(rtol=2e-4, atol=2e-5)}
@@ -217,6 +217,41 @@ def test_gradients_match_finite_differences(variant):
         value[...] = original
         numeric = (up - down) / (2 * eps)
         assert np.isclose(np.sum(analytic * direction), numeric, rtol=1e-6, atol=1e-7), name
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if not v[1] and not v[2]],
+                         ids=["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kept_scratch_never_shows_through(variant, dtype):
+    """The scratch kept between calls is filled with NaN: the next answers must not change."""
+    mode, cell_opts, layer_opts = variant
+    cell, weights, x, h0, c0, rng = make_layer(mode, cell_opts, layer_opts, 7, 5, 4, 24, 2, dtype)
+    lengths = np.array([7, 3, 5, 1, 6], np.int64)
+    dy = rng.standard_normal((7, 5, 48)).astype(dtype)
+    for n_threads in (1, 2):
+        first = run_kernels(cell, weights, x, h0, c0, lengths, dy, None, None, n_threads)
+        kept = _core._kept.buffers[np.dtype(dtype)]
+        kept[...] = np.nan
+        again = run_kernels(cell, weights, x, h0, c0, lengths, dy, None, None, n_threads)
+        assert _core._kept.buffers[np.dtype(dtype)] is kept  # the same buffer, reused
+        for a, b in zip(first[:6], again[:6]):
+            if a is not None:
+                np.testing.assert_array_equal(a, b)
+        for d in range(2):
+            for name, a in first[6][d].items():
+                if a is not None:
+                    np.testing.assert_array_equal(a, again[6][d][name], err_msg=name)
+
+
+def test_large_scratch_is_not_kept():
+    cell, weights, x, h0, c0, _ = make_layer("rnn", {}, {}, 3, 2, 4, 8, dtype=np.float32)
+    functional.layer_forward([cell], x, h0, c0, weights)
+    kept = _core._kept.buffers[np.dtype(np.float32)]
+    T = _core.KEEP_SCRATCH_BYTES // (2 * 8 * 4) + 1   # training scratch over the limit
+    cell, weights, x, h0, c0, rng = make_layer("rnn", {}, {}, T, 2, 1, 8, dtype=np.float32)
+    y, h_n, _, saved = functional.layer_forward([cell], x, h0, c0, weights, training=True)
+    functional.layer_backward([cell], x, h0, c0, weights, saved, np.ones_like(y), None, None)
+    assert _core._kept.buffers[np.dtype(np.float32)] is kept
 
 
 @pytest.mark.parametrize("mode", ["rnn", "lstm", "gru"])
