@@ -45,6 +45,7 @@ typedef struct {
     int rank, team_size;      /* place in the direction's team */
     int sync;                 /* a barrier is needed after each phase of a step */
     REAL *tmp;                /* per-thread scratch, 12 * H */
+    REAL *pack;               /* backward: B of the blocked products, past tmp */
 } work;
 
 static inline REAL *W(const ctx *c, size_t offset) { return c->ws + offset; }
@@ -364,6 +365,7 @@ static int make_work(work *w, const fr_plan *plan, const fr_layout *lay, REAL *w
         w->sync = 0;
     }
     w->tmp = ws + (size_t)n_dirs * lay->per_dir + (size_t)tid * lay->per_thread;
+    w->pack = w->tmp + 12 * H;
     return dir;
 }
 
@@ -519,8 +521,27 @@ static void column_sums(const REAL *A, int64_t lda, int64_t rows, int64_t cols, 
     }
 }
 
+/* A product over all steps at the end of backward, C = op(A) B (+ C with
+ * accumulate): the blocked kernel (float32, AVX-512; B packed into the
+ * thread's `pack`), else BLAS. */
+static void steps_product(const ctx *c, REAL *pack, int trans_a, int64_t m, int64_t n,
+                          int64_t k, const REAL *A, int64_t lda, const REAL *B, int64_t ldb,
+                          int accumulate, REAL *C, int64_t ldc)
+{
+#if FR_REAL_IS_FLOAT
+    if (c->packed) {
+        if (m > 0 && n > 0)
+            fr_gemm_blocked(trans_a, m, n, k, A, lda, B, ldb, C, ldc, accumulate, pack);
+        return;
+    }
+#else
+    (void)pack;
+#endif
+    gemm_rm(c->blas, trans_a, 0, m, n, k, 1, A, lda, B, ldb, accumulate, C, ldc);
+}
+
 /* Weight and bias gradients of one direction, part k of `parts`. */
-static void weight_grads(const ctx *c, int k, int parts)
+static void weight_grads(const ctx *c, REAL *pack, int k, int parts)
 {
     const LAYER *L = c->L;
     int64_t TN = c->T * c->N, H = c->H, I = c->I, GH = c->GH, Hout = c->Hout, P = c->P;
@@ -528,21 +549,21 @@ static void weight_grads(const ctx *c, int k, int parts)
     const REAL *hprev = c->saved + c->sl.hprev;
     int64_t a = part(GH, k, parts), b = part(GH, k + 1, parts);
     /* dW_ih = dgates^T x */
-    gemm_rm(c->blas, 1, 0, b - a, I, TN, 1, dgx + a, GH, c->x, I, 0, L->dweight_ih + a * I, I);
+    steps_product(c, pack, 1, b - a, I, TN, dgx + a, GH, c->x, I, 0, L->dweight_ih + a * I, I);
     /* dW_hh = dgates_h^T h_prev.  The GRU's n rows differ: with linear_before_reset
      * the gradient of (W_hn h + b_hn) is r * dn (daux); without, the right factor is r * h. */
     int gru = c->cell->mode == FR_GRU;
     int64_t split = gru ? (b < 2 * H ? b : (a > 2 * H ? a : 2 * H)) : b;
-    gemm_rm(c->blas, 1, 0, split - a, Hout, TN, 1, dgx + a, GH, hprev, Hout, 0,
-            L->dweight_hh + a * Hout, Hout);
+    steps_product(c, pack, 1, split - a, Hout, TN, dgx + a, GH, hprev, Hout, 0,
+                  L->dweight_hh + a * Hout, Hout);
     if (gru && b > split) {
         const REAL *aux = c->saved + c->sl.aux;
         if (c->cell->linear_before_reset)
-            gemm_rm(c->blas, 1, 0, b - split, H, TN, 1, W(c, c->lay.daux) + (split - 2 * H), H,
-                    hprev, H, 0, L->dweight_hh + split * H, H);
+            steps_product(c, pack, 1, b - split, H, TN, W(c, c->lay.daux) + (split - 2 * H), H,
+                          hprev, H, 0, L->dweight_hh + split * H, H);
         else
-            gemm_rm(c->blas, 1, 0, b - split, H, TN, 1, dgx + split, GH, aux, H, 0,
-                    L->dweight_hh + split * H, H);
+            steps_product(c, pack, 1, b - split, H, TN, dgx + split, GH, aux, H, 0,
+                          L->dweight_hh + split * H, H);
     }
     if (L->dbias_ih)
         column_sums(dgx + a, GH, TN, b - a, L->dbias_ih + a);
@@ -558,8 +579,8 @@ static void weight_grads(const ctx *c, int k, int parts)
     }
     if (P) { /* dW_hr = dh_out^T (o * h(c)) */
         int64_t pa = part(P, k, parts), pb = part(P, k + 1, parts);
-        gemm_rm(c->blas, 1, 0, pb - pa, H, TN, 1, W(c, c->lay.dhout) + pa, P,
-                c->saved + c->sl.hfull, H, 0, L->dweight_hr + pa * H, H);
+        steps_product(c, pack, 1, pb - pa, H, TN, W(c, c->lay.dhout) + pa, P,
+                      c->saved + c->sl.hfull, H, 0, L->dweight_hr + pa * H, H);
     }
     if (L->dweight_peephole) { /* dp_i = sum di c_prev, dp_f = sum df c_prev, dp_o = sum do c */
         int64_t ja = part(H, k, parts), jb = part(H, k + 1, parts);
@@ -611,11 +632,11 @@ fr_status FR_NAME(fr_backward)(const fr_blas *blas, const fr_cell *cell, const f
         for (int k = 0; k < d->n_dirs; k++) {
             ctx c;
             make_ctx(&c, blas, cell, d, lengths, x, &dirs[k], k, &plan, &lay, ws);
-            weight_grads(&c, tid, nt);
+            weight_grads(&c, w.pack, tid, nt);
             /* dx = sum over directions of dgates @ W_ih */
             int64_t r0 = part(TN, tid, nt), r1 = part(TN, tid + 1, nt);
-            gemm_rm(blas, 0, 0, r1 - r0, I, GH, 1, W(&c, lay.dgx) + r0 * GH, GH,
-                    dirs[k].weight_ih, I, k ? 1 : 0, dx + r0 * I, I);
+            steps_product(&c, w.pack, 0, r1 - r0, I, GH, W(&c, lay.dgx) + r0 * GH, GH,
+                          dirs[k].weight_ih, I, k ? 1 : 0, dx + r0 * I, I);
         }
     }
     return FR_OK;

@@ -12,6 +12,10 @@
 #include <string.h>
 
 #define FR_PANEL 16
+/* fr_gemm_blocked packs FR_KC rows of B at a time (the block stays in L2) and
+ * of a transposed A FR_MC columns at a time. */
+#define FR_KC 256
+#define FR_MC 128
 
 static inline int64_t fr_panels(int64_t n) { return (n + FR_PANEL - 1) / FR_PANEL; }
 
@@ -220,6 +224,101 @@ fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, con
     }
 }
 
+/* As fr_micro_avx512 over A packed by fr_gemm_blocked: the mr values of step k
+ * side by side at Ap[16 k]. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+fr_micro_pa_avx512(const int mr, int64_t K, const float *Ap, const float *B0, const float *B1,
+                   float *C, int64_t ldc, __mmask16 m0, __mmask16 m1, int accumulate)
+{
+    __m512 c0[8], c1[8];
+    for (int r = 0; r < mr; r++)
+        c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m512 b0 = _mm512_loadu_ps(B0 + k * FR_PANEL);
+        __m512 b1 = _mm512_loadu_ps(B1 + k * FR_PANEL);
+        for (int r = 0; r < mr; r++) {
+            __m512 a = _mm512_set1_ps(Ap[FR_PANEL * k + r]);
+            c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float *row = C + r * ldc;
+        if (accumulate) {
+            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, row));
+            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, row + FR_PANEL));
+        }
+        _mm512_mask_storeu_ps(row, m0, c0[r]);
+        _mm512_mask_storeu_ps(row + FR_PANEL, m1, c1[r]);
+    }
+}
+
+/* Floats of fr_gemm_blocked's scratch for products with n columns. */
+static inline int64_t fr_blocked_scratch(int64_t n) { return fr_packed_size(FR_KC, n) + FR_MC * FR_KC; }
+
+/* C (m x n, ldc) = op(A) B, or += with accumulate, for products with many rows
+ * and a long shared dimension (backward's sums over all timesteps): op(A) is A
+ * (m x K, row stride lda), or with a_trans the transpose of A (K x m); B
+ * (K x n, row stride ldb) as it lies.  Per block of steps, B is packed into
+ * panels, and a transposed A, FR_MC of its columns at a time, into groups of
+ * sixteen columns side by side (`scratch`, fr_blocked_scratch(n) floats): its
+ * rows are read in order, where eight columns read across FR_KC rows a
+ * power-of-two apart would miss the cache on every row.  An A that is not
+ * transposed is read in place, eight rows of one block at a time. */
+__attribute__((target("avx512f"))) static void
+fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+                const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
+                float *scratch)
+{
+    int64_t panels = fr_panels(n);
+    float *Bp = scratch, *Ap = scratch + fr_packed_size(FR_KC, n);
+    if (K == 0 && !accumulate)
+        for (int64_t r = 0; r < m; r++)
+            memset(C + r * ldc, 0, (size_t)n * sizeof(float));
+    for (int64_t k0 = 0; k0 < K; k0 += FR_KC) {
+        int64_t kc = K - k0 < FR_KC ? K - k0 : FR_KC;
+        int acc = accumulate || k0 > 0;
+        fr_pack_cols(Bp, B + k0 * ldb, ldb, 0, n, kc);
+        for (int64_t m0 = 0; m0 < m; m0 += FR_MC) {
+            int64_t mb = m - m0 < FR_MC ? m - m0 : FR_MC;
+            if (a_trans)
+                for (int64_t k = 0; k < kc; k++)
+                    for (int64_t g = 0; g < mb; g += FR_PANEL) {
+                        int64_t left = mb - g;
+                        __mmask16 mw = left >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                        _mm512_mask_storeu_ps(Ap + g * kc + FR_PANEL * k, mw,
+                                              _mm512_maskz_loadu_ps(mw, A + (k0 + k) * lda + m0 + g));
+                    }
+            for (int64_t r = m0; r < m0 + mb; r += 8) {
+                int mr = m0 + mb - r >= 8 ? 8 : (int)(m0 + mb - r);
+                const float *Ar = a_trans ? Ap + (r - m0) / FR_PANEL * FR_PANEL * kc + (r - m0) % FR_PANEL
+                                          : A + r * lda + k0;
+                for (int64_t p = 0; p < panels; p += 2) {
+                    const float *B0 = Bp + p * FR_PANEL * kc;
+                    int two = p + 1 < panels;
+                    const float *B1 = two ? B0 + FR_PANEL * kc : B0;
+                    int64_t left0 = n - p * FR_PANEL, left1 = left0 - FR_PANEL;
+                    __mmask16 m0k = left0 >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left0) - 1);
+                    __mmask16 m1k = !two ? 0 : left1 >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left1) - 1);
+                    float *Cr = C + r * ldc + p * FR_PANEL;
+#define FR_BLOCK_CASE(k)                                                                      \
+    case k:                                                                                   \
+        if (a_trans)                                                                          \
+            fr_micro_pa_avx512(k, kc, Ar, B0, B1, Cr, ldc, m0k, m1k, acc);                    \
+        else                                                                                  \
+            fr_micro_avx512(k, kc, Ar, lda, B0, B1, Cr, ldc, m0k, m1k, acc);                  \
+        break;
+                    switch (mr) {
+                    FR_BLOCK_CASE(8) FR_BLOCK_CASE(7) FR_BLOCK_CASE(6) FR_BLOCK_CASE(5)
+                    FR_BLOCK_CASE(4) FR_BLOCK_CASE(3) FR_BLOCK_CASE(2) default: FR_BLOCK_CASE(1)
+                    }
+#undef FR_BLOCK_CASE
+                }
+            }
+        }
+    }
+}
+
 static inline int fr_cpu_has_avx512(void)
 {
     __builtin_cpu_init();
@@ -243,6 +342,14 @@ static void fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int6
                            const float *Bp, float *C, int64_t ldc, int accumulate)
 {
     (void)m, (void)n, (void)K, (void)A, (void)lda, (void)Bp, (void)C, (void)ldc, (void)accumulate;
+}
+static inline int64_t fr_blocked_scratch(int64_t n) { return fr_packed_size(FR_KC, n) + FR_MC * FR_KC; }
+static void fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A,
+                            int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                            int accumulate, float *scratch)
+{
+    (void)a_trans, (void)m, (void)n, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C,
+        (void)ldc, (void)accumulate, (void)scratch;
 }
 #endif
 
