@@ -109,7 +109,7 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
 #undef FR_TAKE
     l.per_dir = off;
     l.per_thread = 12 * H; /* activation values and derivatives of one row's unit slice */
-    if (pass == FR_PASS_BACKWARD && fr_worth_packing(d)) { /* B of fr_gemm_blocked */
+    if (pass == FR_PASS_BACKWARD && fr_worth_packing(d)) { /* fr_gemm_blocked's operands */
         size_t widest = (size_t)d->input_size > H ? (size_t)d->input_size : H;
         widest = Hout > widest ? Hout : widest;
         l.per_thread += (size_t)fr_blocked_scratch((int64_t)widest);

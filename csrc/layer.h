@@ -45,7 +45,7 @@ typedef struct {
     int rank, team_size;      /* place in the direction's team */
     int sync;                 /* a barrier is needed after each phase of a step */
     REAL *tmp;                /* per-thread scratch, 12 * H */
-    REAL *pack;               /* backward: B of the blocked products, past tmp */
+    REAL *pack;               /* backward: operands of the blocked products, past tmp */
 } work;
 
 static inline REAL *W(const ctx *c, size_t offset) { return c->ws + offset; }
@@ -522,8 +522,8 @@ static void column_sums(const REAL *A, int64_t lda, int64_t rows, int64_t cols, 
 }
 
 /* A product over all steps at the end of backward, C = op(A) B (+ C with
- * accumulate): the blocked kernel (float32, AVX-512; B packed into the
- * thread's `pack`), else BLAS. */
+ * accumulate): the blocked kernel (float32, AVX-512; its operands packed into
+ * the thread's `pack`), else BLAS. */
 static void steps_product(const ctx *c, REAL *pack, int trans_a, int64_t m, int64_t n,
                           int64_t k, const REAL *A, int64_t lda, const REAL *B, int64_t ldb,
                           int accumulate, REAL *C, int64_t ldc)

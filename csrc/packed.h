@@ -3,8 +3,10 @@
  * A BLAS call per timestep repacks the weight matrix every step; here the
  * weights are packed once per call into panels of 16 columns (panel p holds
  * B[k][16p .. 16p+15] for every k, contiguous), and a register-blocked
- * AVX-512 kernel computes up to 8 rows x 32 columns per pass.  The CPU is
- * asked at run time; without AVX-512 the kernels keep calling BLAS. */
+ * AVX-512 kernel computes up to 8 rows x 32 columns per pass.  The same
+ * kernel, over operands packed a block at a time, does backward's products
+ * over all steps (fr_gemm_blocked).  The CPU is asked at run time; without
+ * AVX-512 the kernels keep calling BLAS. */
 #ifndef FASTRNN_PACKED_H
 #define FASTRNN_PACKED_H
 
