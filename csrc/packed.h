@@ -86,10 +86,12 @@ fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, i
     }
 }
 
-/* mr (<= 8) rows x two panels: c[r] += A[r][k] * B0/B1[k] over k. */
+/* mr (<= 8) rows x two panels: c[r] += a(r, k) * B0/B1[k] over k, a(r, k) =
+ * A[r * ars + k * aks] (rows of A as they lie: ars = lda, aks = 1). */
 __attribute__((target("avx512f"), always_inline)) static inline void
-fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t lda, const float *B0,
-                const float *B1, float *C, int64_t ldc, __mmask16 m0, __mmask16 m1, int accumulate)
+fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t aks,
+                const float *B0, const float *B1, float *C, int64_t ldc, __mmask16 m0,
+                __mmask16 m1, int accumulate)
 {
     __m512 c0[8], c1[8];
     for (int r = 0; r < mr; r++)
@@ -98,7 +100,7 @@ fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t lda, const floa
         __m512 b0 = _mm512_loadu_ps(B0 + k * FR_PANEL);
         __m512 b1 = _mm512_loadu_ps(B1 + k * FR_PANEL);
         for (int r = 0; r < mr; r++) {
-            __m512 a = _mm512_set1_ps(A[r * lda + k]);
+            __m512 a = _mm512_set1_ps(A[r * ars + k * aks]);
             c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
             c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
         }
@@ -213,45 +215,16 @@ fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, con
             const float *Ar = A + r * lda;
             float *Cr = Cp + r * ldc;
             switch (mr) {
-            case 8: fr_micro_avx512(8, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 7: fr_micro_avx512(7, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 6: fr_micro_avx512(6, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 5: fr_micro_avx512(5, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 4: fr_micro_avx512(4, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 3: fr_micro_avx512(3, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 2: fr_micro_avx512(2, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            default: fr_micro_avx512(1, K, Ar, lda, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 8: fr_micro_avx512(8, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 7: fr_micro_avx512(7, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 6: fr_micro_avx512(6, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 5: fr_micro_avx512(5, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 4: fr_micro_avx512(4, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 3: fr_micro_avx512(3, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            case 2: fr_micro_avx512(2, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
+            default: fr_micro_avx512(1, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
             }
         }
-    }
-}
-
-/* As fr_micro_avx512 over A packed by fr_gemm_blocked: the mr values of step k
- * side by side at Ap[16 k]. */
-__attribute__((target("avx512f"), always_inline)) static inline void
-fr_micro_pa_avx512(const int mr, int64_t K, const float *Ap, const float *B0, const float *B1,
-                   float *C, int64_t ldc, __mmask16 m0, __mmask16 m1, int accumulate)
-{
-    __m512 c0[8], c1[8];
-    for (int r = 0; r < mr; r++)
-        c0[r] = c1[r] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-        __m512 b0 = _mm512_loadu_ps(B0 + k * FR_PANEL);
-        __m512 b1 = _mm512_loadu_ps(B1 + k * FR_PANEL);
-        for (int r = 0; r < mr; r++) {
-            __m512 a = _mm512_set1_ps(Ap[FR_PANEL * k + r]);
-            c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-            c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
-        }
-    }
-    for (int r = 0; r < mr; r++) {
-        float *row = C + r * ldc;
-        if (accumulate) {
-            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, row));
-            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, row + FR_PANEL));
-        }
-        _mm512_mask_storeu_ps(row, m0, c0[r]);
-        _mm512_mask_storeu_ps(row + FR_PANEL, m1, c1[r]);
     }
 }
 
@@ -305,10 +278,10 @@ fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, in
                     float *Cr = C + r * ldc + p * FR_PANEL;
 #define FR_BLOCK_CASE(k)                                                                      \
     case k:                                                                                   \
-        if (a_trans)                                                                          \
-            fr_micro_pa_avx512(k, kc, Ar, B0, B1, Cr, ldc, m0k, m1k, acc);                    \
+        if (a_trans) /* packed: step k's values FR_PANEL apart */                             \
+            fr_micro_avx512(k, kc, Ar, 1, FR_PANEL, B0, B1, Cr, ldc, m0k, m1k, acc);          \
         else                                                                                  \
-            fr_micro_avx512(k, kc, Ar, lda, B0, B1, Cr, ldc, m0k, m1k, acc);                  \
+            fr_micro_avx512(k, kc, Ar, lda, 1, B0, B1, Cr, ldc, m0k, m1k, acc);               \
         break;
                     switch (mr) {
                     FR_BLOCK_CASE(8) FR_BLOCK_CASE(7) FR_BLOCK_CASE(6) FR_BLOCK_CASE(5)
