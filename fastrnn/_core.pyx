@@ -3,9 +3,9 @@
 Fills the BLAS table from scipy.linalg.cython_blas once, turns the Python
 description of a layer into the kernels' structs, hands the threads to the
 kernels (SciPy's BLAS runs single-threaded inside them), lends them scratch,
-releases the GIL for the whole call and turns a status code into an exception.  It checks nothing
-that the Python layer above it has checked: arrays arrive C-contiguous, of the
-kernel's dtype and of the right shapes.
+releases the GIL for the whole call and turns a status code into an
+exception.  It checks nothing that the Python layer above it has checked:
+arrays arrive C-contiguous, of the kernel's dtype and of the right shapes.
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS
