@@ -1059,6 +1059,10 @@ class _CellBase(_Parameters):
                              f"{_shape_str(arr.shape)}")
         return np.ascontiguousarray(arr, dtype=self._dtype)
 
+    def __call__(self, x_t, state=None):
+        # The step of a cell whose state is h alone; LSTMCell has its own.
+        return self._step(x_t, (("state", state),))[0]
+
     def _step(self, x_t, states):
         """x_t, states checked here; returns the new states as tuple of arrays."""
         x = x_t
@@ -1124,16 +1128,7 @@ _CELL_DOC = """
 """
 
 
-class RNNCell(_CellBase):
-    _mode = "rnn"
-    nonlinearity = _config_property("nonlinearity", "str: 'tanh' or 'relu'.")
-
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
-                 dtype=np.float32, seed=None):
-        self._setup(input_size, hidden_size, bias, nonlinearity, dtype, seed)
-
-    def __call__(self, x_t, state=None):
-        """One Elman step, ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``.
+_H_CELL_CALL_DOC = """{step}
 
         Parameters
         ----------
@@ -1145,7 +1140,18 @@ class RNNCell(_CellBase):
         -------
         h1 : ndarray (N, H) or (H,)
         """
-        return self._step(x_t, (("state", state),))[0]
+
+
+class RNNCell(_CellBase):
+    _mode = "rnn"
+    nonlinearity = _config_property("nonlinearity", "str: 'tanh' or 'relu'.")
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
+                 dtype=np.float32, seed=None):
+        self._setup(input_size, hidden_size, bias, nonlinearity, dtype, seed)
+
+    __call__ = _documented(_CellBase.__call__, _H_CELL_CALL_DOC.format(
+        step="One Elman step, ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``."))
 
 
 class LSTMCell(_CellBase):
@@ -1183,20 +1189,8 @@ class GRUCell(_CellBase):
     def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, seed=None):
         self._setup(input_size, hidden_size, bias, "tanh", dtype, seed)
 
-    def __call__(self, x_t, state=None):
-        """One GRU step (PyTorch's GRU).
-
-        Parameters
-        ----------
-        x_t : array_like, float, (N, I) or (I,)
-        state : array_like, float, (N, H) or (H,), optional
-            ``h``; None means zeros.
-
-        Returns
-        -------
-        h1 : ndarray (N, H) or (H,)
-        """
-        return self._step(x_t, (("state", state),))[0]
+    __call__ = _documented(_CellBase.__call__, _H_CELL_CALL_DOC.format(
+        step="One GRU step (PyTorch's GRU)."))
 
 
 RNNCell.__doc__ = ("""One Elman RNN step, as torch.nn.RNNCell.
