@@ -164,7 +164,7 @@ __attribute__((target("avx512f"))) static void act_forward16(int tanh_, const fl
                                                              float *out, int64_t n)
 {
     for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        __mmask16 m = fr_mask(n - j);
         __m512 x = _mm512_maskz_loadu_ps(m, pre + j);
         _mm512_mask_storeu_ps(out + j, m, tanh_ ? fr_tanh16(x) : fr_sigmoid16(x));
     }

@@ -42,6 +42,12 @@ static void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, 
 #include <immintrin.h>
 #define FR_HAVE_AVX512_KERNEL 1
 
+/* The lanes of the first `left` (>= 0) of sixteen floats. */
+static inline __mmask16 fr_mask(int64_t left)
+{
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
 /* Pack B[k][c] = M[row0 + c][k] (B is the transpose of n rows of M, row stride
  * ldm): sixteen rows by sixteen k at a time, transposed in registers (rows past
  * n read as zeros, k past K masked off). */
@@ -54,7 +60,7 @@ fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, i
         const float *src = M + (row0 + p * FR_PANEL) * ldm;
         for (int64_t k0 = 0; k0 < K; k0 += 16) {
             int64_t left = K - k0;
-            __mmask16 km = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __mmask16 km = fr_mask(left);
             __m512 r[16], t[16], u[16];
             for (int c = 0; c < 16; c++)
                 r[c] = c < width ? _mm512_maskz_loadu_ps(km, src + c * ldm + k0) : _mm512_setzero_ps();
@@ -116,6 +122,29 @@ fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t ak
     }
 }
 
+/* Rows r .. r + mr (mr <= 8) of C against panels p and p + 1 of Bp (B packed
+ * K rows deep, n columns in all): fr_micro_avx512 with the panels' masks. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const float *Bp,
+              int64_t p, int64_t n, float *C, int64_t ldc, int accumulate)
+{
+    const float *B0 = Bp + p * FR_PANEL * K;
+    int two = p + 1 < fr_panels(n);
+    const float *B1 = two ? B0 + FR_PANEL * K : B0;
+    __mmask16 m0 = fr_mask(n - p * FR_PANEL), m1 = two ? fr_mask(n - (p + 1) * FR_PANEL) : 0;
+    C += p * FR_PANEL;
+    switch (mr) {
+    case 8: fr_micro_avx512(8, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    case 7: fr_micro_avx512(7, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    case 6: fr_micro_avx512(6, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    case 5: fr_micro_avx512(5, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    case 4: fr_micro_avx512(4, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    case 3: fr_micro_avx512(3, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    case 2: fr_micro_avx512(2, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    default: fr_micro_avx512(1, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    }
+}
+
 /* One row, eight panels at once: enough independent sums to hide the FMA latency. */
 __attribute__((target("avx512f"))) static void
 fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *C, int64_t n,
@@ -135,7 +164,7 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
         __m512 s[4] = {s0, s1, s2, s3};
         for (int q = 0; q < 4; q++) {
             int64_t col = (p + q) * FR_PANEL, left = n - col;
-            __mmask16 m = left >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __mmask16 m = fr_mask(left);
             if (accumulate)
                 s[q] = _mm512_add_ps(s[q], _mm512_maskz_loadu_ps(m, C + col));
             _mm512_mask_storeu_ps(C + col, m, s[q]);
@@ -153,7 +182,7 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
             s0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_loadu_ps(b + k * FR_PANEL), s0);
         s0 = _mm512_add_ps(s0, s1);
         int64_t col = p * FR_PANEL, left = n - col;
-        __mmask16 m = left >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        __mmask16 m = fr_mask(left);
         if (accumulate)
             s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m, C + col));
         _mm512_mask_storeu_ps(C + col, m, s0);
@@ -169,8 +198,7 @@ fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const 
             int64_t ldb, float *C, int64_t ldc, int accumulate)
 {
     int64_t tail = K % 32, k_end = K - tail;
-    __mmask16 t0 = tail >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << tail) - 1);
-    __mmask16 t1 = tail > 16 ? (__mmask16)((1u << (tail - 16)) - 1) : 0;
+    __mmask16 t0 = fr_mask(tail), t1 = tail > 16 ? fr_mask(tail - 16) : 0;
     for (int64_t j = 0; j < n; j++) {
         const float *b = B + j * ldb;
         for (int64_t r = 0; r < m; r++) {
@@ -202,30 +230,10 @@ fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, con
         fr_row_avx512(K, A, Bp, panels, C, n, accumulate);
         return;
     }
-    for (int64_t p = 0; p < panels; p += 2) {
-        const float *B0 = Bp + p * FR_PANEL * K;
-        int two = p + 1 < panels;
-        const float *B1 = two ? B0 + FR_PANEL * K : B0;
-        int64_t left0 = n - p * FR_PANEL, left1 = left0 - FR_PANEL;
-        __mmask16 m0 = left0 >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left0) - 1);
-        __mmask16 m1 = !two ? 0 : left1 >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left1) - 1);
-        float *Cp = C + p * FR_PANEL;
-        for (int64_t r = 0; r < m; r += 8) {
-            int mr = m - r >= 8 ? 8 : (int)(m - r);
-            const float *Ar = A + r * lda;
-            float *Cr = Cp + r * ldc;
-            switch (mr) {
-            case 8: fr_micro_avx512(8, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 7: fr_micro_avx512(7, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 6: fr_micro_avx512(6, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 5: fr_micro_avx512(5, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 4: fr_micro_avx512(4, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 3: fr_micro_avx512(3, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            case 2: fr_micro_avx512(2, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            default: fr_micro_avx512(1, K, Ar, lda, 1, B0, B1, Cr, ldc, m0, m1, accumulate); break;
-            }
-        }
-    }
+    for (int64_t p = 0; p < panels; p += 2)
+        for (int64_t r = 0; r < m; r += 8)
+            fr_panel_pair(m - r < 8 ? (int)(m - r) : 8, K, A + r * lda, lda, 1, Bp, p, n,
+                          C + r * ldc, ldc, accumulate);
 }
 
 /* Floats of fr_gemm_blocked's scratch for products with n columns. */
@@ -259,8 +267,7 @@ fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, in
             if (a_trans)
                 for (int64_t k = 0; k < kc; k++)
                     for (int64_t g = 0; g < mb; g += FR_PANEL) {
-                        int64_t left = mb - g;
-                        __mmask16 mw = left >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                        __mmask16 mw = fr_mask(mb - g);
                         _mm512_mask_storeu_ps(Ap + g * kc + FR_PANEL * k, mw,
                                               _mm512_maskz_loadu_ps(mw, A + (k0 + k) * lda + m0 + g));
                     }
@@ -268,26 +275,12 @@ fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, in
                 int mr = m0 + mb - r >= 8 ? 8 : (int)(m0 + mb - r);
                 const float *Ar = a_trans ? Ap + (r - m0) / FR_PANEL * FR_PANEL * kc + (r - m0) % FR_PANEL
                                           : A + r * lda + k0;
+                float *Cr = C + r * ldc;
                 for (int64_t p = 0; p < panels; p += 2) {
-                    const float *B0 = Bp + p * FR_PANEL * kc;
-                    int two = p + 1 < panels;
-                    const float *B1 = two ? B0 + FR_PANEL * kc : B0;
-                    int64_t left0 = n - p * FR_PANEL, left1 = left0 - FR_PANEL;
-                    __mmask16 m0k = left0 >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left0) - 1);
-                    __mmask16 m1k = !two ? 0 : left1 >= FR_PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left1) - 1);
-                    float *Cr = C + r * ldc + p * FR_PANEL;
-#define FR_BLOCK_CASE(k)                                                                      \
-    case k:                                                                                   \
-        if (a_trans) /* packed: step k's values FR_PANEL apart */                             \
-            fr_micro_avx512(k, kc, Ar, 1, FR_PANEL, B0, B1, Cr, ldc, m0k, m1k, acc);          \
-        else                                                                                  \
-            fr_micro_avx512(k, kc, Ar, lda, 1, B0, B1, Cr, ldc, m0k, m1k, acc);               \
-        break;
-                    switch (mr) {
-                    FR_BLOCK_CASE(8) FR_BLOCK_CASE(7) FR_BLOCK_CASE(6) FR_BLOCK_CASE(5)
-                    FR_BLOCK_CASE(4) FR_BLOCK_CASE(3) FR_BLOCK_CASE(2) default: FR_BLOCK_CASE(1)
-                    }
-#undef FR_BLOCK_CASE
+                    if (a_trans) /* packed: step k's values FR_PANEL apart */
+                        fr_panel_pair(mr, kc, Ar, 1, FR_PANEL, Bp, p, n, Cr, ldc, acc);
+                    else
+                        fr_panel_pair(mr, kc, Ar, lda, 1, Bp, p, n, Cr, ldc, acc);
                 }
             }
         }
