@@ -112,9 +112,9 @@ cdef void *_data(object a) except? NULL:
 
 
 # Scratch of up to this many bytes is kept between calls, one buffer per Python
-# thread and dtype.  At small shapes a fresh buffer costs more in page faults
-# than the kernel takes to run (an RNN (100, 8, 128) training step spent a
-# third of its time in the OS); larger scratch is taken and given back per call.
+# thread and dtype: a fresh buffer comes from mmap and goes back with munmap,
+# and its page faults weigh most on small calls.  Larger scratch is taken and
+# given back per call.
 KEEP_SCRATCH_BYTES = 16 << 20
 _kept = threading.local()
 
