@@ -3,7 +3,7 @@
 ``fastrnn.torch.LSTM`` (and ``GRU``, ``RNN``) is a subclass of the ``torch.nn``
 class with the same constructor, parameters, ``state_dict`` and ``forward``;
 its forward and backward run the whole stack of layers through fastrnn's C
-kernels (``fastrnn.modules._stack_forward`` / ``_stack_backward``) inside one
+kernels (``fastrnn.functional.stack_forward`` / ``stack_backward``) inside one
 ``torch.autograd.Function``, reading CPU tensors as NumPy arrays without a
 copy.  ``convert(model)`` switches the plain ``torch.nn`` recurrent modules of
 a model over in place.
@@ -22,7 +22,7 @@ import torch                      # absolute import: PyTorch, not this module
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from fastrnn import modules as _modules
+from fastrnn import functional
 from fastrnn._cell import Cell
 from fastrnn.threads import get_num_threads
 
@@ -82,7 +82,7 @@ class _Stack:
 
     def forward(self, x, h0, c0, weights, training):
         params = {name: _as_array(w) for name, w in zip(self.names, weights)}
-        return _modules._stack_forward(
+        return functional.stack_forward(
             self.cells, params, _as_array(x), _as_array(h0),
             None if c0 is None else _as_array(c0), lengths=self.lengths,
             dropout_masks=self.dropout_masks, training=training, n_threads=self.n_threads)
@@ -126,7 +126,7 @@ class _StackFunction(torch.autograd.Function):
         def array_or_none(grad):
             return None if grad is None else _as_array(grad)
 
-        dx, dh0, dc0, grads = _modules._stack_backward(
+        dx, dh0, dc0, grads = functional.stack_backward(
             stack.cells, params, _as_array(x), _as_array(h0),
             None if c0 is None else _as_array(c0), saved, array_or_none(dy),
             array_or_none(dh_n), array_or_none(dc_n), lengths=stack.lengths,

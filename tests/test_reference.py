@@ -259,7 +259,7 @@ def layer_problem(cell_name, seed):
 def run_layer(cell, arrays, lengths, reverse):
     state0 = tuple(arrays[k] for k in ("h0", "c0") if k in arrays)
     weights = {k: v for k, v in arrays.items() if k in ref.WEIGHT_NAMES}
-    return ref.layer_forward(cell, arrays["x"], state0, weights, lengths=lengths, reverse=reverse)
+    return ref.direction_forward(cell, arrays["x"], state0, weights, lengths=lengths, reverse=reverse)
 
 
 @pytest.mark.parametrize("sequence", SEQUENCES)
@@ -277,7 +277,7 @@ def test_layer_gradients_match_finite_differences(cell_name, sequence):
         clipped = np.mean(np.abs(pre_activations(cache)) > cell.clip)
         assert 0.05 < clipped < 0.8, clipped
 
-    dx, dstate0, dweights = ref.layer_backward(cache, gy, gs)
+    dx, dstate0, dweights = ref.direction_backward(cache, gy, gs)
     grads = {"x": dx, **dict(zip(("h0", "c0"), dstate0)), **dweights}
 
     def loss_fn(a):
@@ -319,7 +319,7 @@ def test_stack_gradients_match_finite_differences(case):
                                lengths=lengths, dropout_masks=masks)
 
         y, state_n, cache = run(arrays)
-        if all(distance_to_kinks(c, [lc]) > 1e-4 for lc in cache["caches"] for c in cells):
+        if all(distance_to_kinks(c, [lc]) > 1e-4 for lc in cache["saved"]["caches"] for c in cells):
             break
     dx, dstate0, grads = ref.backward(cache, gy, gs)
     grads.update({"x": dx, **dict(zip(("h0", "c0"), dstate0))})
@@ -377,11 +377,11 @@ def test_rnn_by_hand():
     #   db_ih = db_hh = da1 + da2 = 1.5.
     cell = Cell.make("rnn", nonlinearity="relu")
     w = {"weight_ih": [[2.0]], "weight_hh": [[0.5]], "bias_ih": [0.1], "bias_hh": [-0.1]}
-    y, (h_n,), cache = ref.layer_forward(cell, np.array([1.0, 2.0]).reshape(2, 1, 1),
+    y, (h_n,), cache = ref.direction_forward(cell, np.array([1.0, 2.0]).reshape(2, 1, 1),
                                          (np.zeros((1, 1)),), w)
     np.testing.assert_allclose(y.ravel(), [2, 5], rtol=1e-15)
     np.testing.assert_allclose(h_n, [[5]], rtol=1e-15)
-    dx, (dh0,), dw = ref.layer_backward(cache, np.array([0.0, 1.0]).reshape(2, 1, 1), None)
+    dx, (dh0,), dw = ref.direction_backward(cache, np.array([0.0, 1.0]).reshape(2, 1, 1), None)
     np.testing.assert_allclose(dx.ravel(), [1, 2], rtol=1e-15)
     np.testing.assert_allclose(dh0, [[0.25]], rtol=1e-15)
     want = {"weight_ih": 2.5, "weight_hh": 2.0, "bias_ih": 1.5, "bias_hh": 1.5}
@@ -403,10 +403,10 @@ def test_lstm_by_hand():
     w = {"weight_ih": np.zeros((4, 1)), "weight_hh": np.zeros((4, 1)),
          "bias_ih": np.zeros(4), "bias_hh": np.zeros(4)}
     x = np.array([1.0, 2.0]).reshape(2, 1, 1)
-    y, (h_n, c_n), cache = ref.layer_forward(cell, x, (np.full((1, 1), 0.3), np.ones((1, 1))), w)
+    y, (h_n, c_n), cache = ref.direction_forward(cell, x, (np.full((1, 1), 0.3), np.ones((1, 1))), w)
     np.testing.assert_allclose(y.ravel(), [math.tanh(0.5) / 2, math.tanh(0.25) / 2], rtol=1e-15)
     np.testing.assert_allclose(c_n, [[0.25]], rtol=1e-15)
-    dx, (dh0, dc0), dw = ref.layer_backward(cache, None, (None, np.ones((1, 1))))
+    dx, (dh0, dc0), dw = ref.direction_backward(cache, None, (None, np.ones((1, 1))))
     np.testing.assert_allclose(dc0, [[0.25]], rtol=1e-15)
     np.testing.assert_array_equal(dh0, [[0.0]])
     np.testing.assert_allclose(dw["bias_hh"], [0, 0.25, 0.75, 0], rtol=1e-15)
@@ -422,9 +422,9 @@ def test_gru_by_hand(linear_before_reset):
     cell = Cell.make("gru", linear_before_reset=linear_before_reset)
     w = {"weight_ih": np.zeros((3, 1)), "weight_hh": np.zeros((3, 1)),
          "bias_ih": np.array([0.0, 0.0, 1.0]), "bias_hh": np.zeros(3)}
-    y, (h_n,), cache = ref.layer_forward(cell, np.ones((2, 1, 1)), (np.ones((1, 1)),), w)
+    y, (h_n,), cache = ref.direction_forward(cell, np.ones((2, 1, 1)), (np.ones((1, 1)),), w)
     np.testing.assert_allclose(y.ravel(), [0.8807970779778823, 0.8211956169668236], rtol=1e-15)
-    dx, (dh0,), dw = ref.layer_backward(cache, None, (np.ones((1, 1)),))
+    dx, (dh0,), dw = ref.direction_backward(cache, None, (np.ones((1, 1)),))
     np.testing.assert_allclose(dh0, [[0.25]], rtol=1e-15)
 
 
@@ -456,11 +456,11 @@ def test_reverse_runs_each_sequence_from_its_own_end(mode):
     w = {k[:-3]: v for k, v in make_params(rng, mode, I, H).items()}
     state0 = tuple(s[0] for s in make_state(rng, mode, 1, N, H, H))
     x = rng.standard_normal((T, N, I))
-    y, state_n, _ = ref.layer_forward(Cell.make(mode), x, state0, w, lengths=lengths, reverse=True)
+    y, state_n, _ = ref.direction_forward(Cell.make(mode), x, state0, w, lengths=lengths, reverse=True)
     x_flipped = x.copy()
     for n, L in enumerate(lengths):
         x_flipped[:L, n] = x[:L, n][::-1]
-    y_f, state_f, _ = ref.layer_forward(Cell.make(mode), x_flipped, state0, w, lengths=lengths)
+    y_f, state_f, _ = ref.direction_forward(Cell.make(mode), x_flipped, state0, w, lengths=lengths)
     for n, L in enumerate(lengths):
         np.testing.assert_allclose(y[:L, n], y_f[:L, n][::-1], rtol=1e-14)
         assert np.all(y[L:, n] == 0)
@@ -578,7 +578,7 @@ def test_clip_placement_as_onnx_runtime():
     # c1 = f*c0 + i*g = 1/2 + sigmoid(1)*tanh(1); h1 = o * tanh(c1), c1 itself is not clipped.
     w = {"weight_ih": np.zeros((4, 1)), "weight_hh": np.zeros((4, 1)),
          "bias_ih": np.array([0.0, 0.0, 3.0, 0.0]), "weight_peephole": np.array([2.0, 0.0, 0.0])}
-    y, (h1, c1), _ = ref.layer_forward(Cell.make("lstm", clip=1.0), np.zeros((1, 1, 1)),
+    y, (h1, c1), _ = ref.direction_forward(Cell.make("lstm", clip=1.0), np.zeros((1, 1, 1)),
                                        (np.zeros((1, 1)), np.ones((1, 1))), w)
     want_c = 0.5 + sig(1) * math.tanh(1)
     np.testing.assert_allclose(c1, [[want_c]], rtol=1e-15)
@@ -590,6 +590,6 @@ def test_clip_placement_as_onnx_runtime():
     for lbr in (True, False):
         w = {"weight_ih": np.zeros((3, 1)), "weight_hh": np.zeros((3, 1)),
              "bias_hh": np.array([0.0, 0.0, 3.0])}
-        y, (h1,), _ = ref.layer_forward(Cell.make("gru", clip=1.0, linear_before_reset=lbr),
+        y, (h1,), _ = ref.direction_forward(Cell.make("gru", clip=1.0, linear_before_reset=lbr),
                                         np.zeros((1, 1, 1)), (np.zeros((1, 1)),), w)
         np.testing.assert_allclose(h1, [[math.tanh(1) / 2]], rtol=1e-15)

@@ -25,7 +25,7 @@ from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence  # noqa: E402
 
 import fastrnn  # noqa: E402
-import fastrnn.modules  # noqa: E402
+import fastrnn.functional  # noqa: E402
 import fastrnn.torch as ft  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
@@ -62,7 +62,7 @@ def assert_close(actual, expected, key=None):
 def kernel_calls(monkeypatch):
     """Count the calls into fastrnn's stack (and whether forward kept a cache)."""
     calls = {"forward": 0, "backward": 0, "training": []}
-    forward, backward = fastrnn.modules._stack_forward, fastrnn.modules._stack_backward
+    forward, backward = fastrnn.functional.stack_forward, fastrnn.functional.stack_backward
 
     def counted_forward(*args, **kwargs):
         calls["forward"] += 1
@@ -73,8 +73,8 @@ def kernel_calls(monkeypatch):
         calls["backward"] += 1
         return backward(*args, **kwargs)
 
-    monkeypatch.setattr(fastrnn.modules, "_stack_forward", counted_forward)
-    monkeypatch.setattr(fastrnn.modules, "_stack_backward", counted_backward)
+    monkeypatch.setattr(fastrnn.functional, "stack_forward", counted_forward)
+    monkeypatch.setattr(fastrnn.functional, "stack_backward", counted_backward)
     return calls
 
 
@@ -252,13 +252,13 @@ def test_packed_sequence_full_lengths_and_sorted(enforce_sorted):
 
 def test_tensors_reach_the_kernels_without_copies(monkeypatch):
     seen = {}
-    forward = fastrnn.modules._stack_forward
+    forward = fastrnn.functional.stack_forward
 
     def spy(cells, params, x, h0, c0, **kwargs):
         seen.update(params=params, x=x, h0=h0, c0=c0)
         return forward(cells, params, x, h0, c0, **kwargs)
 
-    monkeypatch.setattr(fastrnn.modules, "_stack_forward", spy)
+    monkeypatch.setattr(fastrnn.functional, "stack_forward", spy)
     model = ft.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2)
     x = torch.randn(5, 2, 3, requires_grad=True)
     hx = (torch.randn(4, 2, 2), torch.randn(4, 2, 4))
