@@ -1,6 +1,6 @@
 """Checks of the NumPy oracle itself: against PyTorch, finite differences and hand.
 
-Run with ``-s`` to see the largest errors per cell.
+Run with ``-s`` to see the largest errors per cell (conftest.py prints them).
 """
 
 import math
@@ -10,21 +10,6 @@ import pytest
 
 from fastrnn import reference as ref
 from fastrnn._cell import ACTIVATIONS, GATES, Cell
-
-ERRORS = {}                      # "what, cell" -> largest error seen
-
-
-def record(key, err):
-    ERRORS[key] = max(ERRORS.get(key, 0.0), float(err))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_errors():
-    yield
-    if ERRORS:
-        print("\nlargest errors (float64):")
-        for key in sorted(ERRORS):
-            print(f"  {key:38s} {ERRORS[key]:.2e}")
 
 
 def max_err(a, b):
@@ -126,7 +111,7 @@ def torch_run(mode, kwargs, params, x, state0, gy, gs, *, L, D, bias, lengths, m
             [s.grad.numpy() for s in s0_t], grads)
 
 
-def compare_with_torch(cell_name, L, D, bias, lengths, dropout=False, seed=0):
+def compare_with_torch(errors, cell_name, L, D, bias, lengths, dropout=False, seed=0):
     mode, kwargs, cell = TORCH_CELLS[cell_name]
     rng = np.random.default_rng(seed)
     T, N, I, H = 5, 3, 4, 5
@@ -153,22 +138,22 @@ def compare_with_torch(cell_name, L, D, bias, lengths, dropout=False, seed=0):
     for i, (a, b, da, db) in enumerate(zip(state_n, t_state, dstate0, t_dstate)):
         errs[f"state_n[{i}]"], errs[f"dstate0[{i}]"] = max_err(a, b), max_err(da, db)
     errs.update({name: max_err(grads[name], t_grads[name]) for name in params})
-    record(f"torch forward, {cell_name}",
+    errors.record(f"torch forward, {cell_name}",
            max(v for k, v in errs.items() if k == "y" or k.startswith("state")))
-    record(f"torch backward, {cell_name}", max(errs.values()))
+    errors.record(f"torch backward, {cell_name}", max(errs.values()))
     bad = {k: v for k, v in errs.items() if not v < 1e-10}
     assert not bad, bad
 
 
 @pytest.mark.parametrize("config", TORCH_CONFIGS)
 @pytest.mark.parametrize("cell_name", TORCH_CELLS)
-def test_matches_torch(cell_name, config):
-    compare_with_torch(cell_name, *TORCH_CONFIGS[config])
+def test_matches_torch(cell_name, config, largest_errors):
+    compare_with_torch(largest_errors, cell_name, *TORCH_CONFIGS[config])
 
 
 @pytest.mark.parametrize("cell_name", TORCH_CELLS)
-def test_dropout_masks_match_torch_layer_by_layer(cell_name):
-    compare_with_torch(cell_name, 3, 2, True, [5, 3, 2], dropout=True, seed=1)
+def test_dropout_masks_match_torch_layer_by_layer(cell_name, largest_errors):
+    compare_with_torch(largest_errors, cell_name, 3, 2, True, [5, 3, 2], dropout=True, seed=1)
 
 
 # ---------------------------------------------------------------------------
@@ -197,7 +182,7 @@ def distance_to_kinks(cell, caches):
     return float(np.min(np.abs(values[:, None] - pts[None, :])))
 
 
-def check_finite_differences(loss_fn, arrays, grads, rng, key, h=1e-6):
+def check_finite_differences(loss_fn, arrays, grads, rng, errors, key, h=1e-6):
     """Directional derivative along a random direction, one argument at a time."""
     assert set(grads) == set(arrays)
     for name, a in arrays.items():
@@ -205,7 +190,7 @@ def check_finite_differences(loss_fn, arrays, grads, rng, key, h=1e-6):
         fd = (loss_fn({**arrays, name: a + h * v}) - loss_fn({**arrays, name: a - h * v})) / (2 * h)
         exact = float(np.sum(grads[name] * v))
         err = abs(fd - exact) / max(1.0, abs(exact))
-        record(key, err)
+        errors.record(key, err)
         assert err < 1e-6, (name, fd, exact)
 
 
@@ -264,7 +249,7 @@ def run_layer(cell, arrays, lengths, reverse):
 
 @pytest.mark.parametrize("sequence", SEQUENCES)
 @pytest.mark.parametrize("cell_name", FD_CELLS)
-def test_layer_gradients_match_finite_differences(cell_name, sequence):
+def test_layer_gradients_match_finite_differences(cell_name, sequence, largest_errors):
     lengths, reverse = SEQUENCES[sequence]
     for seed in range(20):       # a problem whose pre-activations stay clear of every kink
         cell, arrays, gy, gs, rng = layer_problem(cell_name, seed)
@@ -284,7 +269,8 @@ def test_layer_gradients_match_finite_differences(cell_name, sequence):
         y, state_n, _ = run_layer(cell, a, lengths, reverse)
         return loss_of(y, state_n, gy, gs)
 
-    check_finite_differences(loss_fn, arrays, grads, rng, f"finite differences, {cell.mode}")
+    check_finite_differences(loss_fn, arrays, grads, rng, largest_errors,
+                             f"finite differences, {cell.mode}")
 
 
 STACK_CASES = {                  # name: (cells per direction, make_params extras)
@@ -297,7 +283,7 @@ STACK_CASES = {                  # name: (cells per direction, make_params extra
 
 
 @pytest.mark.parametrize("case", STACK_CASES)
-def test_stack_gradients_match_finite_differences(case):
+def test_stack_gradients_match_finite_differences(case, largest_errors):
     cells, extras = STACK_CASES[case]
     mode = cells[0].mode
     T, N, I, H, L, D = 4, 3, 3, 4, 2, 2
@@ -324,6 +310,7 @@ def test_stack_gradients_match_finite_differences(case):
     dx, dstate0, grads = ref.backward(cache, gy, gs)
     grads.update({"x": dx, **dict(zip(("h0", "c0"), dstate0))})
     check_finite_differences(lambda a: loss_of(*run(a)[:2], gy, gs), arrays, grads, rng,
+                             largest_errors,
                              f"finite differences, {mode} stack")
 
 
