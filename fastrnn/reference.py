@@ -516,14 +516,19 @@ def layer_backward(cells, x, h0, c0, weights, saved, dy, dh_n, dc_n, *, lengths=
     return dx, dh0, dc0, grads
 
 
+def _layer_params(params, k, n_dirs):
+    """Layer ``k``'s weights, one dict per direction, from torch's state_dict names."""
+    return [{name: params.get(f"{name}_l{k}{_suffix(d)}") for name in WEIGHT_NAMES}
+            for d in range(n_dirs)]
+
+
 def stack_forward(cells_per_layer, params, x, h0, c0, *, lengths=None, dropout_masks=None,
                   training=False, n_threads=None):
     """A stack of layers: ``fastrnn.functional.stack_forward`` in NumPy.
 
     Same arguments and results (see there): ``params`` under torch's
     state_dict names, ``h0`` (L*D, N, H_out), ``c0`` (L*D, N, H) or None,
-    ``y`` (T, N, D*H_out).  Each direction of each layer runs through
-    ``direction_forward``; ``n_threads`` is ignored.
+    ``y`` (T, N, D*H_out); ``n_threads`` is ignored.
     """
     D = len(cells_per_layer[0])
     lstm = c0 is not None
@@ -533,19 +538,11 @@ def stack_forward(cells_per_layer, params, x, h0, c0, *, lengths=None, dropout_m
     for k, cells in enumerate(cells_per_layer):
         if k > 0 and dropout_masks is not None:
             inp = inp * np.asarray(dropout_masks[k - 1], dtype=x.dtype)
-        outputs = []
-        for d in range(D):
-            j = k * D + d
-            weights = {name: params.get(f"{name}_l{k}{_suffix(d)}") for name in WEIGHT_NAMES}
-            y, state_n, cache = direction_forward(cells[d], inp, (h0[j], c0[j]) if lstm else
-                                                  (h0[j],), weights, lengths=lengths,
-                                                  reverse=d == 1)
-            outputs.append(y)
-            caches.append(cache)
-            h_n[j] = state_n[0]
-            if lstm:
-                c_n[j] = state_n[1]
-        inp = np.concatenate(outputs, axis=2)
+        rows = slice(k * D, (k + 1) * D)
+        inp, _, _, layer_caches = layer_forward(
+            cells, inp, h0[rows], c0[rows] if lstm else None, _layer_params(params, k, D),
+            lengths=lengths, training=True, h_n=h_n[rows], c_n=c_n[rows] if lstm else None)
+        caches.append(layer_caches)
     return inp, h_n, c_n, {"caches": caches} if training else None
 
 
@@ -556,26 +553,20 @@ def stack_backward(cells_per_layer, params, x, h0, c0, saved, dy, dh_n, dc_n, *,
     ``dy`` at padded positions is ignored; ``grads`` holds the gradient of
     every entry of ``params`` under its name.
     """
-    L, D = len(cells_per_layer), len(cells_per_layer[0])
-    caches = saved["caches"]
+    D = len(cells_per_layer[0])
     lstm = c0 is not None
     dh0 = np.empty_like(h0)
     dc0 = np.empty_like(c0) if lstm else None
     grads = {}
     d_out = dy                               # gradient with respect to layer k's output
-    for k in reversed(range(L)):
-        d_in = 0
-        for d in range(D):
-            j = k * D + d
-            H_out = caches[j]["weights"]["weight_hh"].shape[1]
-            dy_d = None if d_out is None else np.asarray(d_out)[:, :, d * H_out:(d + 1) * H_out]
-            dstate_n = ((None if dh_n is None else dh_n[j],)
-                        + ((None if dc_n is None else dc_n[j],) if lstm else ()))
-            dx, dstate0, dw = direction_backward(caches[j], dy_d, dstate_n)
-            d_in = d_in + dx
-            dh0[j] = dstate0[0]
-            if lstm:
-                dc0[j] = dstate0[1]
+    for k in reversed(range(len(cells_per_layer))):
+        rows = slice(k * D, (k + 1) * D)
+        d_in, _, _, layer_grads = layer_backward(
+            cells_per_layer[k], None, h0[rows], c0[rows] if lstm else None, None,
+            saved["caches"][k], d_out, None if dh_n is None else dh_n[rows],
+            None if dc_n is None else dc_n[rows], dh0=dh0[rows],
+            dc0=dc0[rows] if lstm else None)
+        for d, dw in enumerate(layer_grads):
             grads.update({f"{name}_l{k}{_suffix(d)}": g for name, g in dw.items()
                           if g is not None})
         d_out = d_in * dropout_masks[k - 1] if (k > 0 and dropout_masks is not None) else d_in

@@ -305,7 +305,8 @@ def test_stack_gradients_match_finite_differences(case, largest_errors):
                                lengths=lengths, dropout_masks=masks)
 
         y, state_n, cache = run(arrays)
-        if all(distance_to_kinks(c, [lc]) > 1e-4 for lc in cache["saved"]["caches"] for c in cells):
+        if all(distance_to_kinks(c, [lc]) > 1e-4 for layer in cache["saved"]["caches"]
+               for lc in layer for c in cells):
             break
     dx, dstate0, grads = ref.backward(cache, gy, gs)
     grads.update({"x": dx, **dict(zip(("h0", "c0"), dstate0))})
