@@ -84,18 +84,18 @@ class Cell:
              betas=None, clip=None, input_forget=False, linear_before_reset=True):
         """Build a cell, filling in ONNX's default activations and parameters.
 
-        ``nonlinearity`` ("tanh" or "relu") is PyTorch's way to pick the RNN
+        ``nonlinearity`` ("tanh" or "relu", checked for the RNN even when
+        ``activations`` are given) is PyTorch's way to pick the RNN
         activation; ``activations`` (ONNX names) overrides it.  ``alphas`` and
         ``betas`` are the values given for the activations that take one, in
         order, as ONNX's ``activation_alpha`` / ``activation_beta``.
         """
         if mode not in GATES:
             raise ValueError(f"mode: expected one of {sorted(GATES)}, got {mode!r}")
+        if mode == "rnn" and nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         if activations is None:
             if mode == "rnn":
-                if nonlinearity not in ("tanh", "relu"):
-                    raise ValueError(
-                        f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
                 activations = ("Tanh",) if nonlinearity == "tanh" else ("Relu",)
             else:
                 activations = DEFAULT_ACTIVATIONS[mode]

@@ -368,7 +368,7 @@ class ReferenceEngine(Engine):
         if case.mode == "latency":
             w = cell_weights(weights)
             state = tuple(inputs[k][0] for k in ("h0", "c0") if k in inputs)
-            return Prepared(lambda: ref.layer_forward(cell, x, state, w),
+            return Prepared(lambda: ref.direction_forward(cell, x, state, w),
                             lambda r: _state_outputs(case.cell, r[1] if case.cell == "lstm"
                                                      else r[1][0], ("h", "c")))
         if case.mode == "inference":

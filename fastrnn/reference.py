@@ -40,13 +40,23 @@ With ``lengths``, steps past a sequence's length leave its state unchanged
 and write zeros to ``y``; ``reverse`` runs each sequence from its own last
 valid step back to its first, as PyTorch's packed sequences and ONNX's
 ``sequence_lens`` do.  Everything is computed in the dtype of ``x``.
+
+The functions
+-------------
+``direction_forward`` / ``direction_backward`` run one direction of one
+layer.  ``layer_forward`` / ``layer_backward`` and ``stack_forward`` /
+``stack_backward`` take and return exactly what the functions of the same
+names in ``fastrnn.functional`` (the kernels) do, so that a test makes one
+call through either.  ``forward`` / ``backward`` run the stack with states
+as tuples and zeros by default, as torch.nn.RNN / LSTM / GRU take them.
 """
 
 import numpy as np
 
 from fastrnn._cell import WEIGHT_NAMES, Cell
 
-__all__ = ["activation", "activation_grad", "layer_forward", "layer_backward",
+__all__ = ["activation", "activation_grad", "direction_forward", "direction_backward",
+           "layer_forward", "layer_backward", "stack_forward", "stack_backward",
            "forward", "backward"]
 
 
@@ -275,7 +285,7 @@ _STEPS = {"rnn": (_rnn_step, _rnn_step_backward),
 
 
 # ---------------------------------------------------------------------------
-# One layer, one direction
+# One direction of a layer
 
 def _float_array(name, a):
     a = np.asarray(a)
@@ -284,7 +294,7 @@ def _float_array(name, a):
     return a
 
 
-def _layer_weights(cell, weights, dtype):
+def _filled_weights(cell, weights, dtype):
     """The weights in ``dtype``, absent biases and peepholes filled with zeros."""
     unknown = set(weights) - set(WEIGHT_NAMES)
     if unknown:
@@ -322,8 +332,8 @@ def _time_order(T, N, lengths, reverse):
     return order, valid
 
 
-def layer_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
-    """Run one layer in one direction over a batch of sequences.
+def direction_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
+    """Run one direction of a layer over a batch of sequences.
 
     Parameters
     ----------
@@ -352,14 +362,14 @@ def layer_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
         The state after each sequence's last valid step (``state0`` for
         length 0), shaped like ``state0``.
     cache : dict
-        What ``layer_backward`` needs; it can be used more than once.
+        What ``direction_backward`` needs; it can be used more than once.
         ``cache["steps"][s]`` holds the gate pre-activations (``"a"``,
         ``"a_i"``, ...) and values of step ``s`` in processing order.
     """
     x = _float_array("x", x)
     dtype = x.dtype
     T, N, _ = x.shape
-    w = _layer_weights(cell, weights, dtype)
+    w = _filled_weights(cell, weights, dtype)
     state0 = state = tuple(np.asarray(s, dtype=dtype) for s in state0)
     if len(state0) != (2 if cell.mode == "lstm" else 1):
         raise ValueError(f"state0: expected {'(h0, c0)' if cell.mode == 'lstm' else '(h0,)'}, "
@@ -388,13 +398,13 @@ def layer_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
     return y, state, cache
 
 
-def layer_backward(cache, dy, dstate_n):
+def direction_backward(cache, dy, dstate_n):
     """Backpropagate through time for one layer direction.
 
     Parameters
     ----------
     cache : dict
-        From ``layer_forward``.
+        From ``direction_forward``.
     dy : ndarray, shape (T, N, H_out), or None
         Gradient with respect to ``y``; None means zeros.  Values at padded
         positions (past a sequence's length) are ignored.
@@ -408,7 +418,7 @@ def layer_backward(cache, dy, dstate_n):
     dstate0 : tuple of ndarray
         Gradient with respect to ``state0``, shaped like it.
     dweights : dict
-        Same keys as the ``weights`` given to ``layer_forward``; None where
+        Same keys as the ``weights`` given to ``direction_forward``; None where
         that weight was None.
     """
     cell, x_steps, w = cache["cell"], cache["x_steps"], cache["weights"]
@@ -450,11 +460,121 @@ def layer_backward(cache, dy, dstate_n):
 
 
 # ---------------------------------------------------------------------------
-# The whole stack: layers and directions, as torch.nn.RNN / LSTM / GRU
+# One layer and the whole stack, with the arguments and results of
+# fastrnn.functional's kernel calls (the same call runs through either)
 
 def _suffix(direction):
     return "_reverse" if direction else ""
 
+
+def layer_forward(cells, x, h0, c0, weights, *, lengths=None, training=False, n_threads=None,
+                  h_n=None, c_n=None):
+    """One layer, all its directions: ``fastrnn.functional.layer_forward`` in NumPy.
+
+    Same arguments and results (see there); ``n_threads`` is accepted and
+    ignored (NumPy's BLAS threads are its own), and ``saved`` is a list of
+    ``direction_forward`` caches.
+    """
+    lstm = cells[0].mode == "lstm"
+    h_n = np.empty_like(h0) if h_n is None else h_n
+    c_n = None if not lstm else np.empty_like(c0) if c_n is None else c_n
+    ys, caches = [], []
+    for d, cell in enumerate(cells):
+        state0 = (h0[d], c0[d]) if lstm else (h0[d],)
+        y, state_n, cache = direction_forward(cell, x, state0, weights[d], lengths=lengths,
+                                              reverse=d == 1)
+        ys.append(y)
+        caches.append(cache)
+        h_n[d] = state_n[0]
+        if lstm:
+            c_n[d] = state_n[1]
+    return np.concatenate(ys, axis=2), h_n, c_n, caches if training else None
+
+
+def layer_backward(cells, x, h0, c0, weights, saved, dy, dh_n, dc_n, *, lengths=None,
+                   n_threads=None, dh0=None, dc0=None):
+    """``fastrnn.functional.layer_backward`` in NumPy: same arguments and results.
+
+    ``cells``, ``x``, ``weights`` and ``lengths`` are in ``saved`` already;
+    they are taken for the same signature.
+    """
+    lstm = cells[0].mode == "lstm"
+    H_out = h0.shape[2]
+    dh0 = np.empty_like(h0) if dh0 is None else dh0
+    dc0 = None if not lstm else np.empty_like(c0) if dc0 is None else dc0
+    dx, grads = 0, []
+    for d, cache in enumerate(saved):
+        dy_d = None if dy is None else dy[:, :, d * H_out:(d + 1) * H_out]
+        dstate_n = ((None if dh_n is None else dh_n[d],)
+                    + ((None if dc_n is None else dc_n[d],) if lstm else ()))
+        dx_d, dstate0, dw = direction_backward(cache, dy_d, dstate_n)
+        dx = dx + dx_d
+        dh0[d] = dstate0[0]
+        if lstm:
+            dc0[d] = dstate0[1]
+        grads.append(dw)
+    return dx, dh0, dc0, grads
+
+
+def _layer_params(params, k, n_dirs):
+    """Layer ``k``'s weights, one dict per direction, from torch's state_dict names."""
+    return [{name: params.get(f"{name}_l{k}{_suffix(d)}") for name in WEIGHT_NAMES}
+            for d in range(n_dirs)]
+
+
+def stack_forward(cells_per_layer, params, x, h0, c0, *, lengths=None, dropout_masks=None,
+                  training=False, n_threads=None):
+    """A stack of layers: ``fastrnn.functional.stack_forward`` in NumPy.
+
+    Same arguments and results (see there): ``params`` under torch's
+    state_dict names, ``h0`` (L*D, N, H_out), ``c0`` (L*D, N, H) or None,
+    ``y`` (T, N, D*H_out); ``n_threads`` is ignored.
+    """
+    D = len(cells_per_layer[0])
+    lstm = c0 is not None
+    h_n = np.empty_like(h0)
+    c_n = np.empty_like(c0) if lstm else None
+    inp, caches = x, []
+    for k, cells in enumerate(cells_per_layer):
+        if k > 0 and dropout_masks is not None:
+            inp = inp * np.asarray(dropout_masks[k - 1], dtype=x.dtype)
+        rows = slice(k * D, (k + 1) * D)
+        inp, _, _, layer_caches = layer_forward(
+            cells, inp, h0[rows], c0[rows] if lstm else None, _layer_params(params, k, D),
+            lengths=lengths, training=True, h_n=h_n[rows], c_n=c_n[rows] if lstm else None)
+        caches.append(layer_caches)
+    return inp, h_n, c_n, {"caches": caches} if training else None
+
+
+def stack_backward(cells_per_layer, params, x, h0, c0, saved, dy, dh_n, dc_n, *, lengths=None,
+                   dropout_masks=None, n_threads=None):
+    """``fastrnn.functional.stack_backward`` in NumPy: same arguments and results.
+
+    ``dy`` at padded positions is ignored; ``grads`` holds the gradient of
+    every entry of ``params`` under its name.
+    """
+    D = len(cells_per_layer[0])
+    lstm = c0 is not None
+    dh0 = np.empty_like(h0)
+    dc0 = np.empty_like(c0) if lstm else None
+    grads = {}
+    d_out = dy                               # gradient with respect to layer k's output
+    for k in reversed(range(len(cells_per_layer))):
+        rows = slice(k * D, (k + 1) * D)
+        d_in, _, _, layer_grads = layer_backward(
+            cells_per_layer[k], None, h0[rows], c0[rows] if lstm else None, None,
+            saved["caches"][k], d_out, None if dh_n is None else dh_n[rows],
+            None if dc_n is None else dc_n[rows], dh0=dh0[rows],
+            dc0=dc0[rows] if lstm else None)
+        for d, dw in enumerate(layer_grads):
+            grads.update({f"{name}_l{k}{_suffix(d)}": g for name, g in dw.items()
+                          if g is not None})
+        d_out = d_in * dropout_masks[k - 1] if (k > 0 and dropout_masks is not None) else d_in
+    return d_out, dh0, dc0, grads
+
+
+# ---------------------------------------------------------------------------
+# The stack as torch.nn.RNN / LSTM / GRU take it: states as tuples, defaults
 
 def forward(cell, x, state0, params, *, num_layers=1, bidirectional=False, lengths=None,
             dropout_masks=None):
@@ -497,7 +617,7 @@ def forward(cell, x, state0, params, *, num_layers=1, bidirectional=False, lengt
     """
     x = _float_array("x", x)
     dtype = x.dtype
-    T, N, _ = x.shape
+    N = x.shape[1]
     D = 2 if bidirectional else 1
     cells = [cell] * D if isinstance(cell, Cell) else list(cell)
     if len(cells) != D:
@@ -505,33 +625,19 @@ def forward(cell, x, state0, params, *, num_layers=1, bidirectional=False, lengt
     if dropout_masks is not None and len(dropout_masks) != num_layers - 1:
         raise ValueError(f"dropout_masks: expected {num_layers - 1} masks, "
                          f"got {len(dropout_masks)}")
-    n_state = 2 if cells[0].mode == "lstm" else 1
+    lstm = cells[0].mode == "lstm"
     if state0 is None:
         w_hh = np.asarray(params["weight_hh_l0"])
         H = w_hh.shape[0] // cells[0].gates
         state0 = ((np.zeros((D * num_layers, N, w_hh.shape[1]), dtype),)
-                  + (np.zeros((D * num_layers, N, H), dtype),) * (n_state - 1))
-    state0 = tuple(np.asarray(s, dtype=dtype) for s in state0)
-
-    inp, caches, state_n = x, [], [[] for _ in state0]
-    for k in range(num_layers):
-        if k > 0 and dropout_masks is not None:
-            inp = inp * np.asarray(dropout_masks[k - 1], dtype=dtype)
-        outputs = []
-        for d in range(D):
-            j = k * D + d
-            weights = {name: params.get(f"{name}_l{k}{_suffix(d)}") for name in WEIGHT_NAMES}
-            y, state, cache = layer_forward(cells[d], inp, tuple(s[j] for s in state0), weights,
-                                            lengths=lengths, reverse=d == 1)
-            outputs.append(y)
-            caches.append(cache)
-            for collected, s in zip(state_n, state):
-                collected.append(s)
-        inp = np.concatenate(outputs, axis=2)
-    cache = {"caches": caches, "num_layers": num_layers, "directions": D, "dtype": dtype,
-             "dropout_masks": None if dropout_masks is None
-             else [np.asarray(m, dtype=dtype) for m in dropout_masks]}
-    return inp, tuple(np.stack(s) for s in state_n), cache
+                  + ((np.zeros((D * num_layers, N, H), dtype),) if lstm else ()))
+    h0, c0 = (tuple(np.asarray(s, dtype=dtype) for s in state0) + (None,))[:2]
+    masks = None if dropout_masks is None else [np.asarray(m, dtype=dtype)
+                                                for m in dropout_masks]
+    stack = dict(cells_per_layer=[cells] * num_layers, params=params, x=x, h0=h0, c0=c0,
+                 lengths=lengths, dropout_masks=masks)
+    y, h_n, c_n, saved = stack_forward(**stack, training=True)
+    return y, (h_n, c_n) if lstm else (h_n,), dict(stack, saved=saved)
 
 
 def backward(cache, dy, dstate_n):
@@ -555,27 +661,12 @@ def backward(cache, dy, dstate_n):
     grads : dict
         Keyed like ``params``, one entry for every parameter present.
     """
-    caches, L, D = cache["caches"], cache["num_layers"], cache["directions"]
-    masks, dtype = cache["dropout_masks"], cache["dtype"]
-    n_state = len(caches[0]["state0"])
-    if dstate_n is None:
-        dstate_n = (None,) * n_state
-    dstate_n = tuple(None if d is None else np.asarray(d, dtype=dtype) for d in dstate_n)
-    dstate0 = [[None] * (L * D) for _ in range(n_state)]
-    grads = {}
-
-    d_out = dy                               # gradient with respect to layer k's output
-    for k in reversed(range(L)):
-        d_in = 0
-        for d in range(D):
-            j = k * D + d
-            H_out = caches[j]["weights"]["weight_hh"].shape[1]
-            dy_d = None if d_out is None else np.asarray(d_out)[:, :, d * H_out:(d + 1) * H_out]
-            dx, ds0, dw = layer_backward(caches[j], dy_d,
-                                         tuple(None if s is None else s[j] for s in dstate_n))
-            d_in = d_in + dx
-            for collected, s in zip(dstate0, ds0):
-                collected[j] = s
-            grads.update({f"{name}_l{k}{_suffix(d)}": g for name, g in dw.items() if g is not None})
-        d_out = d_in * masks[k - 1] if (k > 0 and masks is not None) else d_in
-    return d_out, tuple(np.stack(s) for s in dstate0), grads
+    dtype = cache["x"].dtype
+    lstm = cache["c0"] is not None
+    dh_n, dc_n = (tuple(None if d is None else np.asarray(d, dtype=dtype)
+                        for d in (dstate_n or (None, None))) + (None,))[:2]
+    stack = {k: cache[k] for k in ("cells_per_layer", "params", "x", "h0", "c0", "saved")}
+    dx, dh0, dc0, grads = stack_backward(**stack, dy=dy, dh_n=dh_n, dc_n=dc_n if lstm else None,
+                                         lengths=cache["lengths"],
+                                         dropout_masks=cache["dropout_masks"])
+    return dx, (dh0, dc0) if lstm else (dh0,), grads

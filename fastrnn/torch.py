@@ -3,7 +3,7 @@
 ``fastrnn.torch.LSTM`` (and ``GRU``, ``RNN``) is a subclass of the ``torch.nn``
 class with the same constructor, parameters, ``state_dict`` and ``forward``;
 its forward and backward run the whole stack of layers through fastrnn's C
-kernels (``fastrnn.modules._stack_forward`` / ``_stack_backward``) inside one
+kernels (``fastrnn.functional.stack_forward`` / ``stack_backward``) inside one
 ``torch.autograd.Function``, reading CPU tensors as NumPy arrays without a
 copy.  ``convert(model)`` switches the plain ``torch.nn`` recurrent modules of
 a model over in place.
@@ -12,7 +12,9 @@ What the kernels do not cover goes to PyTorch's own implementation: tensors
 not on the CPU, dtypes other than float32 and float64, autocast, tracing by
 ``torch.compile``, forward-mode AD and functorch transforms, tensor
 subclasses, and inputs of mixed dtypes or devices (PyTorch then raises what it
-raises).  Importing this module imports PyTorch; ``import fastrnn`` does not.
+raises).  Sizes past what the kernels can index (``fastrnn._checks``) are a
+``ValueError`` before anything the size of the input is made.  Importing
+this module imports PyTorch; ``import fastrnn`` does not.
 """
 
 import functools
@@ -22,13 +24,15 @@ import torch                      # absolute import: PyTorch, not this module
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from fastrnn import modules as _modules
+from fastrnn import functional
 from fastrnn._cell import Cell
+from fastrnn._checks import check_call_sizes, check_layer_sizes
 from fastrnn.threads import get_num_threads
 
 __all__ = ["RNN", "LSTM", "GRU", "convert"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+_MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}
 _PLAIN_TENSOR_TYPES = (torch.Tensor, nn.Parameter)
 
 
@@ -82,7 +86,7 @@ class _Stack:
 
     def forward(self, x, h0, c0, weights, training):
         params = {name: _as_array(w) for name, w in zip(self.names, weights)}
-        return _modules._stack_forward(
+        return functional.stack_forward(
             self.cells, params, _as_array(x), _as_array(h0),
             None if c0 is None else _as_array(c0), lengths=self.lengths,
             dropout_masks=self.dropout_masks, training=training, n_threads=self.n_threads)
@@ -126,7 +130,7 @@ class _StackFunction(torch.autograd.Function):
         def array_or_none(grad):
             return None if grad is None else _as_array(grad)
 
-        dx, dh0, dc0, grads = _modules._stack_backward(
+        dx, dh0, dc0, grads = functional.stack_backward(
             stack.cells, params, _as_array(x), _as_array(h0),
             None if c0 is None else _as_array(c0), saved, array_or_none(dy),
             array_or_none(dh_n), array_or_none(dc_n), lengths=stack.lengths,
@@ -311,10 +315,25 @@ class _FastRNNMixin:
         num_directions = 2 if self.bidirectional else 1
         lengths = None
         packed = batch_sizes is not None
+        weights = list(self._flat_weights)
+        needs_grad = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (input, *states, *weights))
         if packed:
             sizes = batch_sizes.numpy()
             T, N = len(sizes), int(sizes[0])
-            if (sizes == N).all():            # every sequence full: packed data is (T*N, I)
+            full = bool((sizes == N).all())
+        else:
+            T, N = input.shape[1 if self.batch_first else 0], input.shape[0 if self.batch_first
+                                                                           else 1]
+            full = True
+        # before anything the size of the input is made
+        check_layer_sizes(_MODES[self.mode], self.input_size, self.hidden_size, self.proj_size,
+                          self.num_layers, num_directions)
+        check_call_sizes(_MODES[self.mode], T, N, self.input_size, self.hidden_size,
+                         self.proj_size, self.num_layers, num_directions,
+                         training=needs_grad, lengths=not full)
+        if packed:
+            if full:                          # every sequence full: packed data is (T*N, I)
                 x = input.reshape(T, N, input.size(-1))
                 pack_index = None
             else:
@@ -325,11 +344,9 @@ class _FastRNNMixin:
                 x = x.view(T, N, -1)
         else:
             x = input.transpose(0, 1) if self.batch_first else input
-            T, N = x.shape[0], x.shape[1]
         x = x.contiguous()
         states = tuple(s.contiguous() for s in states)
         h_out = states[0].size(-1)
-        weights = list(self._flat_weights)
         dropout_masks = None
         if self.training and self.dropout > 0 and self.num_layers > 1:
             dropout_masks = [_dropout_mask((T, N, num_directions * h_out), self.dropout,
@@ -338,8 +355,6 @@ class _FastRNNMixin:
                        list(self._flat_weights_names), lengths, dropout_masks,
                        get_num_threads(), lstm)
         c0 = states[1] if lstm else None
-        needs_grad = torch.is_grad_enabled() and any(
-            t.requires_grad for t in (x, *states, *weights))
         if needs_grad:
             outputs = _StackFunction.apply(stack, x, states[0], c0, *weights)
             y, hidden = outputs[0], outputs[1:]

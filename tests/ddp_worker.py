@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import fastrnn
-import fastrnn.modules
+import fastrnn.functional
 import fastrnn.torch
 
 T, N, INPUT, HIDDEN = 5, 8, 3, 4
@@ -48,7 +48,7 @@ def run(rank, world_size, port, out_dir):
     torch.set_num_threads(1)
     fastrnn.set_num_threads(1)
     calls = {"forward": 0, "backward": 0}
-    forward, backward = fastrnn.modules._stack_forward, fastrnn.modules._stack_backward
+    forward, backward = fastrnn.functional.stack_forward, fastrnn.functional.stack_backward
 
     def counted_forward(*args, **kwargs):
         calls["forward"] += 1
@@ -58,8 +58,8 @@ def run(rank, world_size, port, out_dir):
         calls["backward"] += 1
         return backward(*args, **kwargs)
 
-    fastrnn.modules._stack_forward = counted_forward
-    fastrnn.modules._stack_backward = counted_backward
+    fastrnn.functional.stack_forward = counted_forward
+    fastrnn.functional.stack_backward = counted_backward
 
     torch.distributed.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,

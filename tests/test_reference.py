@@ -1,6 +1,6 @@
 """Checks of the NumPy oracle itself: against PyTorch, finite differences and hand.
 
-Run with ``-s`` to see the largest errors per cell.
+Run with ``-s`` to see the largest errors per cell (conftest.py prints them).
 """
 
 import math
@@ -10,21 +10,6 @@ import pytest
 
 from fastrnn import reference as ref
 from fastrnn._cell import ACTIVATIONS, GATES, Cell
-
-ERRORS = {}                      # "what, cell" -> largest error seen
-
-
-def record(key, err):
-    ERRORS[key] = max(ERRORS.get(key, 0.0), float(err))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_errors():
-    yield
-    if ERRORS:
-        print("\nlargest errors (float64):")
-        for key in sorted(ERRORS):
-            print(f"  {key:38s} {ERRORS[key]:.2e}")
 
 
 def max_err(a, b):
@@ -126,7 +111,7 @@ def torch_run(mode, kwargs, params, x, state0, gy, gs, *, L, D, bias, lengths, m
             [s.grad.numpy() for s in s0_t], grads)
 
 
-def compare_with_torch(cell_name, L, D, bias, lengths, dropout=False, seed=0):
+def compare_with_torch(errors, cell_name, L, D, bias, lengths, dropout=False, seed=0):
     mode, kwargs, cell = TORCH_CELLS[cell_name]
     rng = np.random.default_rng(seed)
     T, N, I, H = 5, 3, 4, 5
@@ -153,22 +138,22 @@ def compare_with_torch(cell_name, L, D, bias, lengths, dropout=False, seed=0):
     for i, (a, b, da, db) in enumerate(zip(state_n, t_state, dstate0, t_dstate)):
         errs[f"state_n[{i}]"], errs[f"dstate0[{i}]"] = max_err(a, b), max_err(da, db)
     errs.update({name: max_err(grads[name], t_grads[name]) for name in params})
-    record(f"torch forward, {cell_name}",
+    errors.record(f"torch forward, {cell_name}",
            max(v for k, v in errs.items() if k == "y" or k.startswith("state")))
-    record(f"torch backward, {cell_name}", max(errs.values()))
+    errors.record(f"torch backward, {cell_name}", max(errs.values()))
     bad = {k: v for k, v in errs.items() if not v < 1e-10}
     assert not bad, bad
 
 
 @pytest.mark.parametrize("config", TORCH_CONFIGS)
 @pytest.mark.parametrize("cell_name", TORCH_CELLS)
-def test_matches_torch(cell_name, config):
-    compare_with_torch(cell_name, *TORCH_CONFIGS[config])
+def test_matches_torch(cell_name, config, largest_errors):
+    compare_with_torch(largest_errors, cell_name, *TORCH_CONFIGS[config])
 
 
 @pytest.mark.parametrize("cell_name", TORCH_CELLS)
-def test_dropout_masks_match_torch_layer_by_layer(cell_name):
-    compare_with_torch(cell_name, 3, 2, True, [5, 3, 2], dropout=True, seed=1)
+def test_dropout_masks_match_torch_layer_by_layer(cell_name, largest_errors):
+    compare_with_torch(largest_errors, cell_name, 3, 2, True, [5, 3, 2], dropout=True, seed=1)
 
 
 # ---------------------------------------------------------------------------
@@ -197,7 +182,7 @@ def distance_to_kinks(cell, caches):
     return float(np.min(np.abs(values[:, None] - pts[None, :])))
 
 
-def check_finite_differences(loss_fn, arrays, grads, rng, key, h=1e-6):
+def check_finite_differences(loss_fn, arrays, grads, rng, errors, key, h=1e-6):
     """Directional derivative along a random direction, one argument at a time."""
     assert set(grads) == set(arrays)
     for name, a in arrays.items():
@@ -205,7 +190,7 @@ def check_finite_differences(loss_fn, arrays, grads, rng, key, h=1e-6):
         fd = (loss_fn({**arrays, name: a + h * v}) - loss_fn({**arrays, name: a - h * v})) / (2 * h)
         exact = float(np.sum(grads[name] * v))
         err = abs(fd - exact) / max(1.0, abs(exact))
-        record(key, err)
+        errors.record(key, err)
         assert err < 1e-6, (name, fd, exact)
 
 
@@ -259,12 +244,12 @@ def layer_problem(cell_name, seed):
 def run_layer(cell, arrays, lengths, reverse):
     state0 = tuple(arrays[k] for k in ("h0", "c0") if k in arrays)
     weights = {k: v for k, v in arrays.items() if k in ref.WEIGHT_NAMES}
-    return ref.layer_forward(cell, arrays["x"], state0, weights, lengths=lengths, reverse=reverse)
+    return ref.direction_forward(cell, arrays["x"], state0, weights, lengths=lengths, reverse=reverse)
 
 
 @pytest.mark.parametrize("sequence", SEQUENCES)
 @pytest.mark.parametrize("cell_name", FD_CELLS)
-def test_layer_gradients_match_finite_differences(cell_name, sequence):
+def test_layer_gradients_match_finite_differences(cell_name, sequence, largest_errors):
     lengths, reverse = SEQUENCES[sequence]
     for seed in range(20):       # a problem whose pre-activations stay clear of every kink
         cell, arrays, gy, gs, rng = layer_problem(cell_name, seed)
@@ -277,14 +262,15 @@ def test_layer_gradients_match_finite_differences(cell_name, sequence):
         clipped = np.mean(np.abs(pre_activations(cache)) > cell.clip)
         assert 0.05 < clipped < 0.8, clipped
 
-    dx, dstate0, dweights = ref.layer_backward(cache, gy, gs)
+    dx, dstate0, dweights = ref.direction_backward(cache, gy, gs)
     grads = {"x": dx, **dict(zip(("h0", "c0"), dstate0)), **dweights}
 
     def loss_fn(a):
         y, state_n, _ = run_layer(cell, a, lengths, reverse)
         return loss_of(y, state_n, gy, gs)
 
-    check_finite_differences(loss_fn, arrays, grads, rng, f"finite differences, {cell.mode}")
+    check_finite_differences(loss_fn, arrays, grads, rng, largest_errors,
+                             f"finite differences, {cell.mode}")
 
 
 STACK_CASES = {                  # name: (cells per direction, make_params extras)
@@ -297,7 +283,7 @@ STACK_CASES = {                  # name: (cells per direction, make_params extra
 
 
 @pytest.mark.parametrize("case", STACK_CASES)
-def test_stack_gradients_match_finite_differences(case):
+def test_stack_gradients_match_finite_differences(case, largest_errors):
     cells, extras = STACK_CASES[case]
     mode = cells[0].mode
     T, N, I, H, L, D = 4, 3, 3, 4, 2, 2
@@ -319,11 +305,13 @@ def test_stack_gradients_match_finite_differences(case):
                                lengths=lengths, dropout_masks=masks)
 
         y, state_n, cache = run(arrays)
-        if all(distance_to_kinks(c, [lc]) > 1e-4 for lc in cache["caches"] for c in cells):
+        if all(distance_to_kinks(c, [lc]) > 1e-4 for layer in cache["saved"]["caches"]
+               for lc in layer for c in cells):
             break
     dx, dstate0, grads = ref.backward(cache, gy, gs)
     grads.update({"x": dx, **dict(zip(("h0", "c0"), dstate0))})
     check_finite_differences(lambda a: loss_of(*run(a)[:2], gy, gs), arrays, grads, rng,
+                             largest_errors,
                              f"finite differences, {mode} stack")
 
 
@@ -377,11 +365,11 @@ def test_rnn_by_hand():
     #   db_ih = db_hh = da1 + da2 = 1.5.
     cell = Cell.make("rnn", nonlinearity="relu")
     w = {"weight_ih": [[2.0]], "weight_hh": [[0.5]], "bias_ih": [0.1], "bias_hh": [-0.1]}
-    y, (h_n,), cache = ref.layer_forward(cell, np.array([1.0, 2.0]).reshape(2, 1, 1),
+    y, (h_n,), cache = ref.direction_forward(cell, np.array([1.0, 2.0]).reshape(2, 1, 1),
                                          (np.zeros((1, 1)),), w)
     np.testing.assert_allclose(y.ravel(), [2, 5], rtol=1e-15)
     np.testing.assert_allclose(h_n, [[5]], rtol=1e-15)
-    dx, (dh0,), dw = ref.layer_backward(cache, np.array([0.0, 1.0]).reshape(2, 1, 1), None)
+    dx, (dh0,), dw = ref.direction_backward(cache, np.array([0.0, 1.0]).reshape(2, 1, 1), None)
     np.testing.assert_allclose(dx.ravel(), [1, 2], rtol=1e-15)
     np.testing.assert_allclose(dh0, [[0.25]], rtol=1e-15)
     want = {"weight_ih": 2.5, "weight_hh": 2.0, "bias_ih": 1.5, "bias_hh": 1.5}
@@ -403,10 +391,10 @@ def test_lstm_by_hand():
     w = {"weight_ih": np.zeros((4, 1)), "weight_hh": np.zeros((4, 1)),
          "bias_ih": np.zeros(4), "bias_hh": np.zeros(4)}
     x = np.array([1.0, 2.0]).reshape(2, 1, 1)
-    y, (h_n, c_n), cache = ref.layer_forward(cell, x, (np.full((1, 1), 0.3), np.ones((1, 1))), w)
+    y, (h_n, c_n), cache = ref.direction_forward(cell, x, (np.full((1, 1), 0.3), np.ones((1, 1))), w)
     np.testing.assert_allclose(y.ravel(), [math.tanh(0.5) / 2, math.tanh(0.25) / 2], rtol=1e-15)
     np.testing.assert_allclose(c_n, [[0.25]], rtol=1e-15)
-    dx, (dh0, dc0), dw = ref.layer_backward(cache, None, (None, np.ones((1, 1))))
+    dx, (dh0, dc0), dw = ref.direction_backward(cache, None, (None, np.ones((1, 1))))
     np.testing.assert_allclose(dc0, [[0.25]], rtol=1e-15)
     np.testing.assert_array_equal(dh0, [[0.0]])
     np.testing.assert_allclose(dw["bias_hh"], [0, 0.25, 0.75, 0], rtol=1e-15)
@@ -422,9 +410,9 @@ def test_gru_by_hand(linear_before_reset):
     cell = Cell.make("gru", linear_before_reset=linear_before_reset)
     w = {"weight_ih": np.zeros((3, 1)), "weight_hh": np.zeros((3, 1)),
          "bias_ih": np.array([0.0, 0.0, 1.0]), "bias_hh": np.zeros(3)}
-    y, (h_n,), cache = ref.layer_forward(cell, np.ones((2, 1, 1)), (np.ones((1, 1)),), w)
+    y, (h_n,), cache = ref.direction_forward(cell, np.ones((2, 1, 1)), (np.ones((1, 1)),), w)
     np.testing.assert_allclose(y.ravel(), [0.8807970779778823, 0.8211956169668236], rtol=1e-15)
-    dx, (dh0,), dw = ref.layer_backward(cache, None, (np.ones((1, 1)),))
+    dx, (dh0,), dw = ref.direction_backward(cache, None, (np.ones((1, 1)),))
     np.testing.assert_allclose(dh0, [[0.25]], rtol=1e-15)
 
 
@@ -456,11 +444,11 @@ def test_reverse_runs_each_sequence_from_its_own_end(mode):
     w = {k[:-3]: v for k, v in make_params(rng, mode, I, H).items()}
     state0 = tuple(s[0] for s in make_state(rng, mode, 1, N, H, H))
     x = rng.standard_normal((T, N, I))
-    y, state_n, _ = ref.layer_forward(Cell.make(mode), x, state0, w, lengths=lengths, reverse=True)
+    y, state_n, _ = ref.direction_forward(Cell.make(mode), x, state0, w, lengths=lengths, reverse=True)
     x_flipped = x.copy()
     for n, L in enumerate(lengths):
         x_flipped[:L, n] = x[:L, n][::-1]
-    y_f, state_f, _ = ref.layer_forward(Cell.make(mode), x_flipped, state0, w, lengths=lengths)
+    y_f, state_f, _ = ref.direction_forward(Cell.make(mode), x_flipped, state0, w, lengths=lengths)
     for n, L in enumerate(lengths):
         np.testing.assert_allclose(y[:L, n], y_f[:L, n][::-1], rtol=1e-14)
         assert np.all(y[L:, n] == 0)
@@ -578,7 +566,7 @@ def test_clip_placement_as_onnx_runtime():
     # c1 = f*c0 + i*g = 1/2 + sigmoid(1)*tanh(1); h1 = o * tanh(c1), c1 itself is not clipped.
     w = {"weight_ih": np.zeros((4, 1)), "weight_hh": np.zeros((4, 1)),
          "bias_ih": np.array([0.0, 0.0, 3.0, 0.0]), "weight_peephole": np.array([2.0, 0.0, 0.0])}
-    y, (h1, c1), _ = ref.layer_forward(Cell.make("lstm", clip=1.0), np.zeros((1, 1, 1)),
+    y, (h1, c1), _ = ref.direction_forward(Cell.make("lstm", clip=1.0), np.zeros((1, 1, 1)),
                                        (np.zeros((1, 1)), np.ones((1, 1))), w)
     want_c = 0.5 + sig(1) * math.tanh(1)
     np.testing.assert_allclose(c1, [[want_c]], rtol=1e-15)
@@ -590,6 +578,6 @@ def test_clip_placement_as_onnx_runtime():
     for lbr in (True, False):
         w = {"weight_ih": np.zeros((3, 1)), "weight_hh": np.zeros((3, 1)),
              "bias_hh": np.array([0.0, 0.0, 3.0])}
-        y, (h1,), _ = ref.layer_forward(Cell.make("gru", clip=1.0, linear_before_reset=lbr),
+        y, (h1,), _ = ref.direction_forward(Cell.make("gru", clip=1.0, linear_before_reset=lbr),
                                         np.zeros((1, 1, 1)), (np.zeros((1, 1)),), w)
         np.testing.assert_allclose(h1, [[math.tanh(1) / 2]], rtol=1e-15)

@@ -1,0 +1,78 @@
+"""What the test modules share: the largest-error report and the kernels' two product paths."""
+
+import numpy as np
+import pytest
+
+from fastrnn import _core
+
+
+class LargestErrors(dict):
+    """The largest error seen per key over a test module."""
+
+    def record(self, key, actual, expected=None):
+        """Keep ``max |actual - expected|`` (or the number ``actual`` when ``expected`` is None)."""
+        if expected is None:
+            err = float(actual)
+        else:
+            err = float(np.max(np.abs(np.asarray(actual, np.float64)
+                                      - np.asarray(expected, np.float64)), initial=0.0))
+        self[key] = max(self.get(key, 0.0), err)
+        return err
+
+
+@pytest.fixture(scope="module")
+def largest_errors(request):
+    """A module's ``LargestErrors``, printed at the module's end (run pytest with ``-s``)."""
+    errors = LargestErrors()
+    yield errors
+    if errors:
+        print(f"\nlargest absolute errors, {request.module.__name__}:")
+        for key in sorted(errors):
+            name = " ".join(key) if isinstance(key, tuple) else key
+            print(f"  {name:40s} {errors[key]:.2e}")
+
+
+# ---------------------------------------------------------------------------
+# The float32 products run through AVX-512 kernels over packed weights where
+# the CPU has them ("vectorised"), else through SciPy's BLAS; float64 always
+# through BLAS.  The kernel tests run float32 both ways on the same machine.
+
+def _vectorised_available():
+    was = _core.packed_enabled()
+    _core.set_packed(True)
+    available = _core.packed_enabled()
+    _core.set_packed(was)
+    return available
+
+
+VECTORISED = _vectorised_available()
+
+
+def _use_path(vectorised):
+    """Switch the float32 products to one path; a generator that restores the switch."""
+    if vectorised and not VECTORISED:
+        pytest.skip("this CPU has no AVX-512: the vectorised kernels do not run here")
+    was = _core.packed_enabled()
+    _core.set_packed(vectorised)
+    try:
+        yield vectorised
+    finally:
+        _core.set_packed(was)
+
+
+@pytest.fixture(params=[True, False], ids=["vectorised", "blas"])
+def product_path(request):
+    """Run a float32 kernel test on the vectorised path, then on the BLAS path (True, False)."""
+    yield from _use_path(request.param)
+
+
+@pytest.fixture(params=[(np.float64, None), (np.float32, True), (np.float32, False)],
+                ids=["f64", "f32-vectorised", "f32-blas"])
+def kernel_dtype(request):
+    """The dtype of a kernel test: float64, and float32 on both product paths."""
+    dtype, vectorised = request.param
+    if vectorised is None:
+        yield dtype
+    else:
+        for _ in _use_path(vectorised):
+            yield dtype
