@@ -195,7 +195,8 @@ def main(argv=None):
             engines[worker.name] = {"status": "skipped", "reason": detail}
             print(f"skipped {worker.name}: {detail}", file=sys.stderr)
 
-    progress = Progress(len(cases) * len(workers) * (1 + args.rounds))
+    batches = 1 + (0 if args.check_only else args.rounds)        # per case and engine
+    progress = Progress(len(cases) * len(workers) * batches)
     try:
         records, failed = run_grid(cases, workers, args, progress, gemm_rates)
     finally:
