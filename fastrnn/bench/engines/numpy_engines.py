@@ -67,12 +67,11 @@ class ReferenceEngine(Engine):
         self.threadpoolctl.threadpool_limits(limits=case.threads, user_api="blas")
         cell = self.Cell.make(case.cell)
         x = inputs["x"]
-        if case.mode == "latency":
-            w = cell_weights(weights)
-            state = tuple(inputs[k][0] for k in ("h0", "c0") if k in inputs)
-            return Prepared(lambda: ref.layer_forward(cell, x, state, w),
-                            lambda r: state_outputs(case.cell, r[1] if case.cell == "lstm"
-                                                    else r[1][0], ("h", "c")))
+        if case.mode == "latency":          # one step of the stack: T = 1, state (1, N, H)
+            state0 = tuple(inputs[k] for k in ("h0", "c0") if k in inputs)
+            return Prepared(lambda: ref.forward(cell, x, state0, weights),
+                            lambda r: state_outputs(case.cell, _unwrap(case, tuple(
+                                s[0] for s in r[1])), ("h", "c")))
         if case.mode == "inference":
             return Prepared(lambda: ref.forward(cell, x, None, weights),
                             lambda r: layer_outputs(case, r[0], _unwrap(case, r[1])))
