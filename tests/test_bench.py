@@ -2,18 +2,24 @@
 check and a tiny end-to-end run.  No timing is asserted."""
 
 import json
+import pathlib
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 from fastrnn import bench
+from fastrnn.bench import check, onnx_graph
 
 # A tiny grid: I != H catches transposed weights; every cell, mode and engine.
 TINY = ["--quick", "--shapes", "3x2x4x5", "--threads", "1", "--rounds", "2",
         "--target-time", "0.001", "--step-size", "6", "--gemm-size", "64"]
 
 PLUGINS = '''
+import numpy as np
+
 from fastrnn.bench import Prepared, ReferenceEngine
 
 
@@ -34,6 +40,29 @@ class Broken(ReferenceEngine):
 class Missing(ReferenceEngine):
     def load(self):
         raise ImportError("not installed here")
+
+
+class Rounded(ReferenceEngine):
+    """The reference on weights rounded to bfloat16: an engine of reduced precision."""
+
+    precision = "bfloat16"
+    modes = ("inference", "latency")
+
+    def prepare(self, case, weights, inputs):
+        def to_bfloat16(w):          # round to nearest even on the top 16 bits
+            bits = w.astype(np.float32).view(np.uint32)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+            return bits.astype(np.uint32).view(np.float32)
+        return super().prepare(case, {k: to_bfloat16(w) for k, w in weights.items()}, inputs)
+
+
+class Scrambled(Rounded):
+    """Reduced precision with two gates swapped: beyond even the loose bound."""
+
+    def prepare(self, case, weights, inputs):
+        w = dict(weights)
+        w["weight_ih_l0"] = np.roll(w["weight_ih_l0"], case.H, axis=0)
+        return super().prepare(case, w, inputs)
 '''
 
 
@@ -59,6 +88,107 @@ def test_grid_and_flops():
     assert {(c.T, c.N, c.I, c.H) for c in latency} == {(1, 1, 8, 8)}
 
 
+def test_serving_grid():
+    args = bench.parse_args(["--grid", "serving"])
+    assert args.cells == ["lstm", "gru"] and args.modes == ["inference"]
+    assert args.rounds == 7 and args.target_time == 0.1              # the default rounds
+    cases = bench.build_cases(args.cells, args.shapes, args.modes, [1])
+    assert {(c.cell, c.mode, c.T) for c in cases} == {("lstm", "inference", 25),
+                                                      ("gru", "inference", 25)}
+    assert sorted({(c.N, c.I, c.H) for c in cases}) == [
+        (N, H, H) for N in (1, 4, 8) for H in (256, 512, 1024, 2048)]
+    assert len(cases) == 2 * 3 * 4 and cases[0].shape == "25x1x256"
+    quick = bench.parse_args(["--grid", "serving", "--quick"])
+    assert set(quick.shapes) < set(bench.SERVING_SHAPES) and quick.rounds == bench.cli.QUICK_ROUNDS
+    # explicit options win over the grid's
+    mixed = bench.parse_args(["--grid", "serving", "--cells", "rnn", "--modes", "latency"])
+    assert mixed.cells == ["rnn"] and mixed.modes == ["latency"]
+
+
+def test_default_config_is_unchanged():
+    args = bench.parse_args([])
+    assert (args.cells, args.modes, args.shapes) == (list(bench.CELLS), list(bench.MODES),
+                                                     list(bench.DEFAULT_SHAPES))
+    assert args.engines == list(bench.ENGINES) == ["fastrnn", "reference", "torch",
+                                                   "onnxruntime", "fastrnn.torch"]
+    assert (args.rounds, args.target_time, args.gemm_size, args.step_size) == (7, 0.1, 2048, 256)
+    assert args.precision == "float32" and args.grid == "default"
+
+
+def test_registry(plugins, monkeypatch):
+    assert bench.engine_class("torch") is bench.TorchEngine
+    assert bench.engine_class(f"{plugins}:Rounded").precision == "bfloat16"
+    with pytest.raises(ValueError, match="expected one of"):
+        bench.engine_class("nope")
+    with pytest.raises(TypeError, match="Engine subclass"):
+        bench.engine_class("fastrnn.bench:Case")
+    with pytest.raises(ValueError, match="precision"):
+        bench.engines_for("float16")
+    assert all(bench.ENGINES[n].precision is None for n in bench.engines_for("int8"))
+    # a registered engine of reduced precision joins the runs of its precision only
+    rounded = bench.engine_class(f"{plugins}:Rounded")
+    monkeypatch.setitem(bench.ENGINES, "reference.bf16", rounded)
+    assert "reference.bf16" not in bench.engines_for()
+    assert bench.engines_for("bfloat16")[-1] == "reference.bf16"
+    assert "reference.bf16" not in bench.engines_for("int8")
+    assert bench.parse_args(["--precision", "bfloat16"]).engines[-1] == "reference.bf16"
+
+
+def test_precision_arguments(plugins):
+    for bad in (["--precision", "int8"],                          # no int8 engine registered
+                ["--precision", "bfloat16", "--engines", "reference"],
+                ["--engines", f"reference,{plugins}:Rounded"],    # bfloat16 in a float32 run
+                ["--precision", "bfloat16", "--dtype", "float64",
+                 "--engines", f"reference,{plugins}:Rounded"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+    args = bench.parse_args(["--precision", "bfloat16", "--engines",
+                             f"reference,{plugins}:Rounded"])
+    assert args.precision == "bfloat16"
+
+
+def test_reduced_precision_error_is_reported(plugins, tmp_path, capsys):
+    """An engine of reduced precision: checked at its loose bound, its error printed
+    beside its time; a wrong one still fails."""
+    out = tmp_path / "run.json"
+    base = TINY + ["--cells", "lstm", "--modes", "inference,latency", "--precision",
+                   "bfloat16", "--json", str(out)]
+    assert bench.main(base + ["--engines", f"fastrnn,reference,{plugins}:Rounded"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    for record in result["cases"]:
+        c = record["engines"][f"{plugins}:Rounded"]["check"]
+        assert c["ok"] and c["precision"] == "bfloat16" and c["against"] == "fastrnn"
+        assert 1e-5 < c["max_error"] < check.REDUCED_TOLERANCE["bfloat16"]
+        assert c["tolerance"] == check.REDUCED_TOLERANCE["bfloat16"]
+    assert " err " in printed and "in bfloat16 against the full-precision" in printed
+    assert "(reference vs fastrnn" in printed          # the summary: full precision's
+
+    assert bench.main(base + ["--engines", f"reference,{plugins}:Scrambled"]) == 1
+    result = json.loads(out.read_text())
+    for record in result["cases"]:
+        assert record["engines"][f"{plugins}:Scrambled"]["status"] == "mismatch"
+        assert record["suspects"] == [f"{plugins}:Scrambled"]
+    assert "(bfloat16, tolerance 0.02)" in capsys.readouterr().err
+
+
+def test_package_entry_points():
+    """``python -m fastrnn.bench`` runs, and pyproject installs the package and names
+    a console script that resolves to ``main``."""
+    done = subprocess.run([sys.executable, "-m", "fastrnn.bench", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--grid" in done.stdout and "--precision" in done.stdout
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = pathlib.Path(__file__).parents[1] / "pyproject.toml"
+    config = tomllib.loads(pyproject.read_text())
+    module, _, attr = config["project"]["scripts"]["fastrnn-bench"].partition(":")
+    assert getattr(__import__(module, fromlist=[attr]), attr) is bench.main
+    setuptools = config["tool"]["setuptools"]
+    packages = setuptools.get("packages")
+    if isinstance(packages, list):              # else found by packages.find
+        assert {"fastrnn.bench", "fastrnn.bench.engines"} <= set(packages)
+
+
 def test_problem_is_torch_layout_and_reproducible():
     case = bench.Case("gru", "latency", 1, 1, 4, 5, 1)
     weights, inputs = bench.make_problem(case, seed=3)
@@ -73,7 +203,7 @@ def test_problem_is_torch_layout_and_reproducible():
 
 def test_parse_args():
     args = bench.parse_args(["--quick"])
-    assert args.shapes == list(bench.QUICK_SHAPES) and args.rounds == bench.QUICK_ROUNDS
+    assert args.shapes == list(bench.QUICK_SHAPES) and args.rounds == bench.cli.QUICK_ROUNDS
     args = bench.parse_args(["--shapes", "100x1x64,5x2x3x4", "--threads", "1,2",
                              "--cells", "gru", "--modes", "training"])
     assert args.shapes == [(100, 1, 64), (5, 2, 3, 4)] and args.threads == [1, 2]
@@ -104,13 +234,44 @@ def test_onnx_graph_gate_order():
     pytest.importorskip("onnx")
     case = bench.Case("lstm", "inference", 2, 1, 3, 2, 1)
     weights, _ = bench.make_problem(case)
-    model = bench.onnx_model(case, weights)
+    model = bench.onnx_model(case, weights)     # the benchmark's one call site
     from onnx import numpy_helper
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     w_ih = weights["weight_ih_l0"]            # torch: i, f, g, o; ONNX: i, o, f, c
     assert np.array_equal(init["W"][0], np.concatenate([w_ih[0:2], w_ih[6:8], w_ih[2:4],
                                                         w_ih[4:6]]))
     assert init["B"].shape == (1, 16)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 1, 3] and [o.name for o in model.graph.output] == ["Y", "Y_h", "Y_c"]
+
+
+def test_onnx_graph_runs_like_the_reference():
+    """build_model with symbolic T and N and an initial state: onnxruntime on two
+    shapes of one graph matches the reference, GRU with linear_before_reset."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from fastrnn import reference
+    from fastrnn._cell import Cell
+    case = bench.Case("gru", "inference", 4, 3, 5, 6, 1)
+    weights, _ = bench.make_problem(case)
+    model = onnx_graph.build_model("gru", weights, initial_state=True)
+    assert [n.op_type for n in model.graph.node] == ["GRU"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims[:2]] == ["T", "N"]
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for T, N in ((4, 3), (2, 1)):
+        x = rng.uniform(-1, 1, (T, N, 5)).astype(np.float32)
+        h0 = rng.uniform(-1, 1, (1, N, 6)).astype(np.float32)
+        y, h_n = session.run(None, {"X": x, "initial_h": h0})
+        y_ref, (h_ref,), _ = reference.forward(Cell.make("gru"), x, (h0,), weights)
+        assert np.allclose(y[:, 0], y_ref, atol=1e-5) and np.allclose(h_n, h_ref, atol=1e-5)
+    only_state = onnx_graph.build_model("lstm", bench.make_problem(
+        bench.Case("lstm", "latency", 1, 1, 3, 2, 1))[0], output_sequence=False)
+    assert [o.name for o in only_state.graph.output] == ["Y_h", "Y_c"]
+    with pytest.raises(ValueError, match="cell"):
+        onnx_graph.build_model("elman", weights)
 
 
 def test_smoke_run(tmp_path, capsys):
@@ -173,5 +334,5 @@ def test_agreement_groups():
     y = np.arange(6.0).reshape(2, 3)
     outputs = {"fastrnn": {"y": y + 1}, "reference": {"y": y}, "torch": {"y": y * (1 + 1e-7)},
                "other": {"y": y + 1}}
-    assert bench._agreement_groups(outputs, 1e-4) == [["fastrnn", "other"],
-                                                      ["reference", "torch"]]
+    assert check.agreement_groups(outputs, 1e-4) == [["fastrnn", "other"],
+                                                     ["reference", "torch"]]
