@@ -10,7 +10,10 @@ plumbing that gives the module's own interface:
 - each layer's ``Y`` ``(T, D, N, H)`` to ``(T, N, D*H)`` by ``Squeeze``
   (one direction) or ``Transpose`` + ``Reshape`` (two), the states cut per
   layer by ``Slice`` and joined by ``Concat``;
-- outputs ``y``, ``h_n`` (``c_n``) shaped as the module returns them.
+- outputs ``y``, ``h_n`` (``c_n``) shaped as the module returns them;
+  with both ``h0`` and ``lengths``, ``Equal`` + ``Where`` keep the initial
+  state of a sequence of length 0 (the module's rule; ONNX Runtime's
+  recurrent nodes give zeros there).
 
 Activation parameters are written in full (one value per activation that
 takes one), so that no reader's own defaults come into play.
@@ -142,6 +145,7 @@ def to_model(module, *, initial_state=False, lengths=False, opset=OPSET, name=No
     if initial_state and L > 1:
         state_axes = const(np.array([0], np.int64), "axes_layers")
     finals = {s: [] for s in states}
+    raw = "_onnx" if initial_state and lengths else ""
     for k in range(L):
         W, R, B, P = _layout.onnx_weights(mode, params, k, D)
         ins = [x, const(W, f"W_l{k}"), const(R, f"R_l{k}"),
@@ -160,7 +164,7 @@ def to_model(module, *, initial_state=False, lengths=False, opset=OPSET, name=No
             ins += [""] * (7 - len(ins)) + [const(P, f"P_l{k}")]
         while ins[-1] == "":
             ins.pop()
-        final_names = {s: (f"{s[0]}_n" if L == 1 else f"{s[0]}_n_l{k}") for s in states}
+        final_names = {s: (f"{s[0]}_n{raw}" if L == 1 else f"{s[0]}_n_l{k}") for s in states}
         outs = [f"Y_l{k}"] + [final_names[s] for s in states]
         nodes.append(helper.make_node(op, ins, outs, name=f"{op}_l{k}", **attrs))
         for s in states:
@@ -176,7 +180,16 @@ def to_model(module, *, initial_state=False, lengths=False, opset=OPSET, name=No
         add("Transpose", [x], ["y"], perm=[1, 0, 2])
     if L > 1:
         for s in states:
-            add("Concat", finals[s], [f"{s[0]}_n"], axis=0)
+            add("Concat", finals[s], [f"{s[0]}_n{raw}"], axis=0)
+    if raw:
+        # ONNX Runtime ends a sequence of length 0 in zeros; the module (as
+        # torch) in its initial state: pick h0 / c0 for those rows.
+        zero = const(np.array(0, np.int32), "zero_length")
+        ends_empty = add("Equal", ["lengths", zero], ["empty"])
+        rows = add("Unsqueeze", [ends_empty, const(np.array([0, 2], np.int64), "axes_empty")],
+                   ["empty_rows"])
+        for s in states:
+            add("Where", [rows, s, f"{s[0]}_n{raw}"], [f"{s[0]}_n"])
     outputs = [helper.make_tensor_value_info("y", elem, batch + [D * H])]
     outputs += [helper.make_tensor_value_info(f"{s[0]}_n", elem, [L * D, "N", H])
                 for s in states]

@@ -21,7 +21,7 @@ from fastrnn.onnx._layout import MODES
 #: The recurrent operators, and the plumbing evaluated beside them.
 RECURRENT = tuple(MODES)
 PLUMBING = ("Identity", "Constant", "Transpose", "Reshape", "Squeeze", "Unsqueeze",
-            "Slice", "Concat", "Split", "Cast")
+            "Slice", "Concat", "Split", "Cast", "Equal", "Where")
 
 # Attribute types, as AttributeProto numbers them.
 _A = onnx.AttributeProto
@@ -46,6 +46,8 @@ ATTRIBUTES = {
     "Concat": {"axis": _A.INT},
     "Split": {"axis": _A.INT, "split": _A.INTS, "num_outputs": _A.INT},
     "Cast": {"to": _A.INT, "saturate": _A.INT},
+    "Equal": {},
+    "Where": {},
 }
 
 #: A graph input or output as onnxruntime describes it: ``shape`` holds ints,
@@ -163,22 +165,25 @@ class Value:
 class Node:
     """One node: ``op``, ``name``, ``inputs`` / ``outputs`` (names, "" for absent), ``attrs``."""
 
-    __slots__ = ("op", "name", "inputs", "outputs", "attrs", "label")
+    __slots__ = ("op", "name", "inputs", "outputs", "attrs", "label", "foreign")
 
-    def __init__(self, proto, index):
+    def __init__(self, proto, index, strict=True):
         self.op = proto.op_type
         self.name = proto.name or f"{proto.op_type}_{index}"
         self.label = f"node {self.name!r} ({self.op})"
         self.inputs = list(proto.input)
         self.outputs = list(proto.output)
-        if proto.domain not in ("", "ai.onnx") or self.op not in ATTRIBUTES:
+        self.attrs = {}
+        self.foreign = proto.domain not in ("", "ai.onnx") or self.op not in ATTRIBUTES
+        if self.foreign and not strict:
+            return                      # kept as an opaque node (load reads around it)
+        if self.foreign:
             where = f" of domain {proto.domain!r}" if proto.domain not in ("", "ai.onnx") else ""
             raise ValueError(
                 f"{self.label}: unsupported operator {self.op!r}{where}; fastrnn.onnx "
                 f"evaluates {', '.join(RECURRENT)} and the plumbing {', '.join(PLUMBING)} "
                 f"(use fastrnn.onnx.load(model, node=...) to take one recurrent layer out "
                 f"of a larger graph)")
-        self.attrs = {}
         known = ATTRIBUTES[self.op]
         for a in proto.attribute:
             if a.name not in known:
@@ -210,6 +215,9 @@ def _decode(raw, label, attr):
 class Graph:
     """A model's main graph, checked, with its constants folded.
 
+    With ``strict=False`` nodes of other operators are kept, unread
+    (``foreign``), and their outputs are not constants.
+
     Attributes
     ----------
     opset : int
@@ -229,7 +237,7 @@ class Graph:
         Value name -> the Node that writes it.
     """
 
-    def __init__(self, proto):
+    def __init__(self, proto, strict=True):
         from fastrnn.onnx.ops import evaluate   # the plumbing's arithmetic
 
         g = proto.graph
@@ -251,7 +259,7 @@ class Graph:
         self.nodes, self.runtime, self.producers = [], [], {}
         defined = set(self.constants) | {v.name for v in declared}
         for index, proto_node in enumerate(g.node):
-            node = Node(proto_node, index)
+            node = Node(proto_node, index, strict)
             for name in node.inputs:
                 if name and name not in defined:
                     raise ValueError(f"{node.label}: reads {name!r}, which no graph input, "
@@ -264,7 +272,7 @@ class Graph:
                     defined.add(name)
                     self.producers[name] = node
             self.nodes.append(node)
-            if node.op in PLUMBING and all(not n or n in self.constants for n in node.inputs):
+            if not node.foreign and node.op in PLUMBING and all(not n or n in self.constants for n in node.inputs):
                 values = evaluate(node, [self.constants.get(n) for n in node.inputs],
                                   self.opset)
                 for name, value in zip(node.outputs, values):

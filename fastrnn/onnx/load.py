@@ -50,7 +50,7 @@ def load(model, node=None):
     With ``sequence_lens``, a sequence of length 0 ends in its initial state
     in the module (PyTorch's rule) where ONNX Runtime gives zeros.
     """
-    graph = Graph(read_model(model))
+    graph = Graph(read_model(model), strict=False)
     listing = graph.describe_recurrent()
     if node is not None:
         if not isinstance(node, str):

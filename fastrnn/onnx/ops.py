@@ -1,7 +1,8 @@
 """The plumbing operators around recurrent nodes, in NumPy.
 
 ``Transpose``, ``Reshape``, ``Squeeze``, ``Unsqueeze``, ``Slice``,
-``Concat``, ``Split``, ``Identity``, ``Cast`` and ``Constant``: what
+``Concat``, ``Split``, ``Identity``, ``Cast``, ``Constant``, ``Equal`` and
+``Where``: what
 ``fastrnn.onnx.export`` writes between layers and what exporters put
 around constant weights, each in the forms of every opset since 7 (an
 attribute before the opset that made it an input).  Results may be views
@@ -201,6 +202,22 @@ def _cast(node, inputs, opset):
     return x.astype(dtype)
 
 
+def _equal(node, inputs, opset):
+    a, b = _get(inputs, 0, "A"), _get(inputs, 1, "B")
+    if a.dtype != b.dtype:
+        raise ValueError(f"inputs of different dtypes {a.dtype} and {b.dtype}")
+    return np.equal(a, b)
+
+
+def _where(node, inputs, opset):
+    cond = _get(inputs, 0, "condition")
+    x, y = _get(inputs, 1, "X"), _get(inputs, 2, "Y")
+    if cond.dtype != np.bool_ or x.dtype != y.dtype:
+        raise ValueError(f"expected a bool condition and X, Y of one dtype, got "
+                         f"{cond.dtype}, {x.dtype}, {y.dtype}")
+    return np.where(cond, x, y)
+
+
 _OPS = {"Identity": _identity, "Constant": _constant, "Transpose": _transpose,
         "Reshape": _reshape, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Slice": _slice,
-        "Concat": _concat, "Split": _split, "Cast": _cast}
+        "Concat": _concat, "Split": _split, "Cast": _cast, "Equal": _equal, "Where": _where}

@@ -29,7 +29,7 @@ class InferenceSession:
         (every attribute and optional input of the operators, float32 and
         float64) and the plumbing nodes ``Identity``, ``Constant``,
         ``Transpose``, ``Reshape``, ``Squeeze``, ``Unsqueeze``, ``Slice``,
-        ``Concat``, ``Split``, ``Cast``.
+        ``Concat``, ``Split``, ``Cast``, ``Equal``, ``Where``.
     sess_options : optional
         Read for ``intra_op_num_threads`` (when > 0, the thread count of
         every call) as onnxruntime's ``SessionOptions``; otherwise ignored.
