@@ -660,3 +660,62 @@ def test_import_fastrnn_does_not_import_onnx():
             "try:\n    import fastrnn.onnx\nexcept ImportError as e:\n"
             "    assert 'fastrnn[onnx]' in str(e), e\nelse:\n    raise SystemExit('imported')\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------
+# The plumbing operators, in each opset's form, against onnx's own evaluator
+
+I64 = np.int64
+PLUMBING_CASES = [
+    (13, "Transpose", {"perm": [1, 0, 2]}, []),
+    (13, "Transpose", {}, []),
+    (13, "Reshape", {}, [np.array([0, -1], I64)]),
+    (14, "Reshape", {"allowzero": 1}, [np.array([3, 4, 1], I64)]),
+    (11, "Squeeze", {"axes": [1]}, []),
+    (13, "Squeeze", {}, [np.array([-2], I64)]),
+    (13, "Squeeze", {}, []),
+    (11, "Unsqueeze", {"axes": [0, 3]}, []),
+    (13, "Unsqueeze", {}, [np.array([-1, 0], I64)]),
+    (9, "Slice", {"starts": [1], "ends": [10], "axes": [2]}, []),
+    (13, "Slice", {}, [np.array([-1, 0], I64), np.array([-100, 3], I64),
+                       np.array([2, 0], I64), np.array([-1, 2], I64)]),
+    (13, "Concat", {"axis": -1}, ["self"]),
+    (11, "Split", {"axis": 2, "split": [1, 2]}, []),
+    (13, "Split", {"axis": 2}, [np.array([2, 1], I64)]),
+    (18, "Split", {"axis": 0, "num_outputs": 3}, []),
+    (13, "Cast", {"to": TensorProto.INT32}, []),
+    (13, "Identity", {}, []),
+    (13, "Equal", {}, ["self"]),
+]
+
+
+@pytest.mark.parametrize("opset,op,attrs,extra", PLUMBING_CASES,
+                         ids=[f"{c[1]}-{c[0]}-{k}" for k, c in enumerate(PLUMBING_CASES)])
+def test_plumbing_against_onnx_reference(opset, op, attrs, extra):
+    from onnx.reference import ReferenceEvaluator
+    x = np.random.default_rng(0).standard_normal((4, 1, 3)).astype(np.float32)
+    if op == "Split" and opset == 18:
+        x = np.random.default_rng(0).standard_normal((5, 1, 3)).astype(np.float32)
+    names, inits = ["x"], []
+    for k, value in enumerate(extra):
+        if isinstance(value, str):
+            names.append("x")
+        else:
+            names.append(f"c{k}")
+            inits.append(numpy_helper.from_array(value, f"c{k}"))
+    n_out = {"Split": 3 if opset == 18 else 2}.get(op, 1)
+    outs = [f"out{k}" for k in range(n_out)]
+    graph = helper.make_graph(
+        [helper.make_node(op, names, outs, **attrs)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    want = ReferenceEvaluator(model).run(None, {"x": x})
+    got = fo.run(model, {"x": x})
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+    if op in ("Squeeze", "Slice") and opset < 13 and attrs:
+        newer = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        with pytest.raises(ValueError, match="is an input since opset"):
+            fo.run(newer, {"x": x})

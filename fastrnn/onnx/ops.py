@@ -32,10 +32,20 @@ def evaluate(node, inputs, opset):
         naming the node.
     """
     try:
+        for attr in node.attrs:
+            if opset >= _BECAME_INPUT.get((node.op, attr), opset + 1):
+                raise ValueError(f"attribute {attr!r} is an input since opset "
+                                 f"{_BECAME_INPUT[node.op, attr]} (the model has {opset})")
         out = _OPS[node.op](node, inputs, opset)
     except (ValueError, IndexError, TypeError, KeyError) as err:
         raise ValueError(f"{node.label}: {err}") from None
     return out if isinstance(out, list) else [out]
+
+
+# Attributes that later opsets made inputs: (operator, attribute) -> that opset.
+_BECAME_INPUT = {("Reshape", "shape"): 5, ("Squeeze", "axes"): 13, ("Unsqueeze", "axes"): 13,
+                 ("Slice", "starts"): 10, ("Slice", "ends"): 10, ("Slice", "axes"): 10,
+                 ("Split", "split"): 13}
 
 
 def _get(inputs, k, what):

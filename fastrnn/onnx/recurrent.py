@@ -172,7 +172,7 @@ def module_options(spec, reverse=False):
     D = spec.n_dirs
     if spec.activations == _layout.default_activations(spec.mode, D):
         pass                            # the module's own defaults
-    elif spec.activations == _layout.default_activations(spec.mode, D, "relu"):
+    elif spec.mode == "rnn" and spec.activations == ("Relu",) * D:
         options["nonlinearity"] = "relu"
     else:
         alphas, betas = _layout.explicit_params(spec.activations, spec.params)
@@ -191,8 +191,13 @@ def make_module(spec, layers, batch_first=False, reverse=False):
     ``layers`` is a list of ``(W, R, B, P)`` per layer (B and P may be None;
     all layers alike); ``reverse`` as in :func:`module_options`.
     """
-    W0, _, B0, P0 = layers[0]
+    _, _, B0, P0 = layers[0]
     I, H, dtype = check_weights(spec, *layers[0])
+    for k, weights in enumerate(layers[1:], 1):
+        if check_weights(spec, *weights) != (spec.n_dirs * H, H, dtype):
+            raise ValueError(f"layer {k} of the stack of {spec.node.op} nodes: "
+                             f"expected weights reading the {spec.n_dirs * H} features of "
+                             f"the layer before, of hidden size {H} and dtype {dtype}")
     options = module_options(spec, reverse)
     if spec.mode == "lstm":
         options["peepholes"] = P0 is not None
