@@ -61,9 +61,12 @@ class InferenceSession:
         threads = getattr(sess_options, "intra_op_num_threads", 0) or 0
         self._threads = int(threads) if isinstance(threads, int) and threads > 0 else None
         self._inputs = graph.inputs
-        self._feedable = {v.name: v for v in graph.inputs}
+        # name -> (dtype, type name, shape, rank, ((axis, size) of static dims))
+        self._feed_specs = {}
+        for v in graph.inputs:
+            self._feed_specs[v.name] = _feed_spec(v.dtype, v.type, v.shape)
         for name, value in graph.defaults.items():
-            self._feedable.setdefault(name, None)
+            self._feed_specs[name] = _feed_spec(value.dtype, str(value.dtype), value.shape)
         self._base = dict(graph.constants)
         self._base.update(graph.defaults)
         self._steps = [_RecurrentStep(node, graph) if node.op in ("RNN", "LSTM", "GRU")
@@ -135,29 +138,35 @@ class InferenceSession:
         if not isinstance(feeds, Mapping):
             raise TypeError(f"input_feed: expected a dict of input names to arrays, got "
                             f"{type(feeds).__name__}")
-        unknown = [k for k in feeds if k not in self._feedable]
-        missing = [v.name for v in self._inputs if v.name not in feeds]
-        if unknown or missing:
-            raise ValueError(f"input_feed: expected the inputs {[v.name for v in self._inputs]}"
-                             f"; missing {missing}, unknown {unknown}")
         checked = {}
+        specs = self._feed_specs
         for name, value in feeds.items():
+            spec = specs.get(name)
+            if spec is None:
+                break                           # reported below
+            dtype, type_name, shape, rank, static = spec
             arr = value if isinstance(value, np.ndarray) else _as_array(name, value)
-            info = self._feedable[name]
-            if info is None:                 # an initializer's default, replaced
-                info_dtype, shape = self._base[name].dtype, self._base[name].shape
-                type_name = str(info_dtype)
-            else:
-                info_dtype, shape, type_name = info.dtype, info.shape, info.type
-            if info_dtype is not None and arr.dtype != info_dtype:
+            if dtype is not None and arr.dtype != dtype:
                 raise TypeError(f"input {name!r}: expected {type_name}, got an array of dtype "
                                 f"{arr.dtype}")
-            if shape is not None and (arr.ndim != len(shape) or any(
-                    isinstance(d, int) and d != s for d, s in zip(shape, arr.shape))):
+            if rank is not None and (arr.ndim != rank or any(arr.shape[i] != d
+                                                             for i, d in static)):
                 raise ValueError(f"input {name!r}: expected shape {list(shape)}, got "
                                  f"{list(arr.shape)}")
             checked[name] = arr
+        if len(checked) != len(feeds) or any(v.name not in checked for v in self._inputs):
+            unknown = [k for k in feeds if k not in specs]
+            missing = [v.name for v in self._inputs if v.name not in feeds]
+            raise ValueError(f"input_feed: expected the inputs {[v.name for v in self._inputs]}"
+                             f"; missing {missing}, unknown {unknown}")
         return checked
+
+
+def _feed_spec(dtype, type_name, shape):
+    if shape is None:
+        return dtype, type_name, None, None, ()
+    static = tuple((i, d) for i, d in enumerate(shape) if isinstance(d, int))
+    return dtype, type_name, shape, len(shape), static
 
 
 def _as_array(name, value):
@@ -215,15 +224,17 @@ class _RecurrentStep:
         if all(n is None or n in known for n in self.weight_names):
             weights = [None if n is None else known[n] for n in self.weight_names]
             self.layer = Layer(spec, *weights)
-            self.defaults = weights          # fed replacements rebuild the layer
+            if any(n in graph.defaults for n in self.weight_names):
+                self.defaults = weights      # fed replacements rebuild the layer
 
     def __call__(self, env, fresh):
         spec = self.spec
         label = spec.node.label
-        weights = [None if n is None else env[n] for n in self.weight_names]
         layer = self.layer
-        if layer is None or any(w is not d for w, d in zip(weights, self.defaults)):
-            layer = Layer(spec, *weights)
+        if layer is None or self.defaults is not None:
+            weights = [None if n is None else env[n] for n in self.weight_names]
+            if layer is None or any(w is not d for w, d in zip(weights, self.defaults)):
+                layer = Layer(spec, *weights)
         X = env[spec.inputs["X"]]
         if X.dtype != layer.dtype:
             raise TypeError(f"{label}: X must have the dtype of W ({layer.dtype}), got "
