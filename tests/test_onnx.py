@@ -719,3 +719,55 @@ def test_plumbing_against_onnx_reference(opset, op, attrs, extra):
         newer = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         with pytest.raises(ValueError, match="is an input since opset"):
             fo.run(newer, {"x": x})
+
+
+def test_empty_batch_and_no_steps():
+    """N = 0 gives empty outputs (onnxruntime's LSTM aborts there); T = 0 an empty Y
+    and zero final states, as onnxruntime."""
+    rng = np.random.default_rng(5)
+    H, I = 4, 3
+    attrs = {"hidden_size": H, "direction": "bidirectional"}
+    feeds = {"X": np.zeros((3, 0, I), np.float32), "W": rng.random((2, 4 * H, I), np.float32),
+             "R": rng.random((2, 4 * H, H), np.float32)}
+    model = node_model("LSTM", attrs, feeds, ["Y", "Y_h", "Y_c"])
+    model.graph.input[0].type.tensor_type.ClearField("shape")
+    Y, Y_h, Y_c = fo.run(model, feeds)
+    assert Y.shape == (3, 2, 0, H) and Y_h.shape == Y_c.shape == (2, 0, H)
+    Y, Y_h, Y_c = fo.run(model, dict(feeds, X=np.ones((0, 2, I), np.float32)))
+    assert Y.shape == (0, 2, 2, H) and not Y_h.any() and not Y_c.any()
+
+
+def test_fed_initializer_replaces_the_default():
+    module = fastrnn.GRU(3, 4, seed=0)
+    model = fo.to_model(module)
+    model.graph.input.append(helper.make_tensor_value_info("B_l0", TensorProto.FLOAT, [1, 24]))
+    session = fo.InferenceSession(model)
+    assert [i.name for i in session.get_inputs()] == ["x"]
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(session.run(["y"], {"x": x})[0], module(x)[0])
+    zero_bias = fastrnn.GRU(3, 4, bias=False, seed=0)
+    zero_bias.load_state_dict({k: v for k, v in module.state_dict().items() if "bias" not in k})
+    got = session.run(["y"], {"x": x, "B_l0": np.zeros((1, 24), np.float32)})[0]
+    assert_close(got, zero_bias(x)[0], 1e-6)
+    with pytest.raises(TypeError, match="B_l0"):
+        session.run(["y"], {"x": x, "B_l0": np.zeros((1, 24))})
+
+
+def test_load_layout_1_node_is_batch_first():
+    rng = np.random.default_rng(6)
+    N, T, I, H = 3, 5, 2, 4
+    attrs = {"hidden_size": H, "direction": "bidirectional", "layout": 1,
+             "activations": ["HardSigmoid", "Tanh", "Sigmoid", "Softsign"],
+             "activation_alpha": [0.3]}
+    feeds = {"X": rng.standard_normal((N, T, I)).astype(np.float32)}
+    consts = {"W": rng.standard_normal((2, 3 * H, I)).astype(np.float32),
+              "R": rng.standard_normal((2, 3 * H, H)).astype(np.float32)}
+    model = node_model("GRU", attrs, {"X": feeds["X"], **consts}, ["Y", "Y_h"])
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    del model.graph.input[1:]
+    module = fo.load(model)
+    assert module.batch_first and module.bidirectional
+    Y, Y_h = fo.run(model, {"X": feeds["X"]})
+    y, h_n = module(feeds["X"])
+    assert_close(y, Y.reshape(N, T, 2 * H), 1e-5)
+    assert_close(h_n, Y_h.transpose(1, 0, 2), 1e-5)
