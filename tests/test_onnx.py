@@ -124,28 +124,33 @@ def oracle(op, attrs, feeds):
         parts = np.split(a, n)
         return np.concatenate([parts[j] for j in order])
 
-    ys, hs, cs = [], [], []
+    cells, params = [], {}
     for d in range(D):
         s = slice(d * k, (d + 1) * k)
-        cell = Cell.make(op.lower(), activations=names[s], alphas=sum(a_all[s], []),
-                         betas=sum(b_all[s], []), clip=attrs.get("clip"),
-                         input_forget=attrs.get("input_forget", 0),
-                         linear_before_reset=attrs.get("linear_before_reset", 0))
+        cells.append(Cell.make(op.lower(), activations=names[s], alphas=sum(a_all[s], []),
+                               betas=sum(b_all[s], []), clip=attrs.get("clip"),
+                               input_forget=attrs.get("input_forget", 0),
+                               linear_before_reset=attrs.get("linear_before_reset", 0)))
         w = {"weight_ih": blocks(W[d], G, TO_TORCH[op]), "weight_hh": blocks(R[d], G, TO_TORCH[op])}
         if B is not None:
             w["bias_ih"] = blocks(B[d][:G * H], G, TO_TORCH[op])
             w["bias_hh"] = blocks(B[d][G * H:], G, TO_TORCH[op])
         if P is not None:
             w["weight_peephole"] = blocks(P[d], 3, [0, 2, 1])
-        state = (np.zeros((N, H), X.dtype) if h0 is None else h0[d],)
-        if op == "LSTM":
-            state += (np.zeros((N, H), X.dtype) if c0 is None else c0[d],)
-        y, state_n, _ = reference.layer_forward(cell, X, state, w, lengths=lens,
-                                                reverse=direction == "reverse" or d == 1)
-        ys.append(y)
-        hs.append(state_n[0])
-        cs.append(state_n[-1])
-    Y, Y_h, Y_c = np.stack(ys, 1), np.stack(hs), np.stack(cs)
+        params.update({f"{name}_l0{'_reverse' if d else ''}": v for name, v in w.items()})
+    state0 = [np.zeros((D, N, H), X.dtype) if h0 is None else h0]
+    if op == "LSTM":
+        state0.append(np.zeros((D, N, H), X.dtype) if c0 is None else c0)
+    if direction == "reverse":          # the reverse half of a bidirectional stack
+        cells = cells * 2
+        params.update({f"{name}_reverse": v for name, v in params.items()})
+        state0 = [np.concatenate([s, s]) for s in state0]
+    y, state_n, _ = reference.forward(cells, X, tuple(state0), params,
+                                      bidirectional=len(cells) == 2, lengths=lens)
+    if direction == "reverse":
+        y, state_n = y[:, :, H:], tuple(s[1:] for s in state_n)
+    Y = y.reshape(T, N, D, H).transpose(0, 2, 1, 3)
+    Y_h, Y_c = state_n[0], state_n[-1]
     if lens is not None:
         Y_h[:, lens == 0] = 0
         Y_c[:, lens == 0] = 0

@@ -11,7 +11,7 @@ a sequence of length 0 gets zeros in ``Y_h`` and ``Y_c`` (not its initial
 state), unused ``activation_alpha`` / ``activation_beta`` values are
 ignored, activation names match in any case.  ``clip`` on an RNN or GRU
 node, which fastrnn's modules do not take, runs through
-``fastrnn.reference``.
+``fastrnn.reference.forward``.
 """
 
 import numpy as np
@@ -226,13 +226,9 @@ class Layer:
         self.input_size, self.hidden_size, self.dtype = check_weights(spec, W, R, B, P)
         self.reverse = spec.direction == "reverse"
         if spec.clip is not None and spec.mode != "lstm":
-            self.module = None
+            self.module = None          # no module takes clip: the reference runs it
             self.cells = spec.cells()
-            self.weights = []
-            for d in range(spec.n_dirs):
-                part = _layout.torch_weights(spec.mode, 0, W[d:d + 1], R[d:d + 1],
-                                             None if B is None else B[d:d + 1])
-                self.weights.append({name[:-len("_l0")]: v for name, v in part.items()})
+            self.params = _layout.torch_weights(spec.mode, 0, W, R, B)
         else:
             self.module = make_module(spec, [(W, R, B, P)], reverse=self.reverse)
 
@@ -253,10 +249,8 @@ class Layer:
             y = np.zeros((0, N, D * H), self.dtype)
             h_n = np.zeros((D, N, H), self.dtype)
             c_n = h_n.copy() if lstm else None
-        elif self.module is None:
-            y, h_n, c_n = self._reference(X, lengths, h0, c0)
         else:
-            y, h_n, c_n = self._module(X, lengths, h0, c0)
+            y, h_n, c_n = self._forward(X, lengths, h0, c0)
         if lengths is not None and N and T:
             empty = lengths == 0        # ONNX Runtime zeroes their final state
             if empty.any():
@@ -265,32 +259,24 @@ class Layer:
                     c_n[:, empty] = 0
         return self._outputs(y, h_n, c_n, T, N)
 
-    def _module(self, X, lengths, h0, c0):
+    def _forward(self, X, lengths, h0, c0):
+        """y (T, N, D*H), h_n, c_n through the module (or the reference)."""
         lstm = self.spec.mode == "lstm"
-        state = (h0, c0) if lstm else h0
         order = None
         if self.reverse:                # each sequence backwards from its own end
             order = _reverse_order(X.shape[0], X.shape[1], lengths)
             X = X[::-1] if order is None else X[order, np.arange(X.shape[1])]
-        y, state_n = self.module(X, state, lengths=lengths)
+        if self.module is not None:
+            y, state_n = self.module(X, (h0, c0) if lstm else h0, lengths=lengths)
+            h_n, c_n = state_n if lstm else (state_n, None)
+        else:                           # RNN or GRU: one state
+            y, (h_n,), _ = reference.forward(
+                self.cells, X, None if h0 is None else (h0,), self.params,
+                bidirectional=self.spec.n_dirs == 2, lengths=lengths)
+            c_n = None
         if self.reverse:
             y = y[::-1] if order is None else y[order, np.arange(X.shape[1])]
-        if lstm:
-            return y, state_n[0], state_n[1]
-        return y, state_n, None
-
-    def _reference(self, X, lengths, h0, c0):
-        D, H, N = self.spec.n_dirs, self.hidden_size, X.shape[1]
-        zeros = np.zeros((D, N, H), self.dtype)
-        h0 = zeros if h0 is None else h0
-        ys, hs = [], []
-        for d in range(D):
-            y_d, (h_d,), _ = reference.layer_forward(
-                self.cells[d], X, (h0[d],), self.weights[d], lengths=lengths,
-                reverse=d == 1 or self.reverse)
-            ys.append(y_d)
-            hs.append(h_d)
-        return np.concatenate(ys, axis=2), np.stack(hs), None
+        return y, h_n, c_n
 
     def _outputs(self, y, h_n, c_n, T, N):
         spec, D, H = self.spec, self.spec.n_dirs, self.hidden_size
