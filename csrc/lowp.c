@@ -13,9 +13,13 @@
 
 #include "lowp.h"
 
-/* The operations below are written out as the arithmetic wants them: a
- * multiply and an add stay two roundings. */
+/* A multiply and an add stay two roundings, whatever -ffp-contract the build
+ * passes (gcc's GNU modes fuse them by default). */
 #pragma STDC FP_CONTRACT OFF
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 
 static float float_of(uint32_t bits)
 {

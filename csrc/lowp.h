@@ -46,8 +46,8 @@
  * Paths: the AVX512_BF16 and AVX512_VNNI kernels (lowp_bf16.c, lowp_int8.c,
  * compiled for those targets in their own files) or a portable one in plain C
  * (lowp.c), chosen at the first call from the CPU; all give bit-identical
- * results.  Build with -std=c11 (or -ffp-contract=off): the portable path
- * must not fuse a multiply and an add where the arithmetic above does not.
+ * results (each file keeps a multiply and an add apart, whatever the build's
+ * -ffp-contract).
  * No function allocates, prints or keeps state but the choice of path. */
 #ifndef FASTRNN_LOWP_H
 #define FASTRNN_LOWP_H

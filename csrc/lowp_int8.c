@@ -10,6 +10,13 @@
 
 #include "lowp.h"
 
+/* A multiply and an add stay two roundings, whatever -ffp-contract the build
+ * passes (gcc's GNU modes fuse them by default). */
+#pragma STDC FP_CONTRACT OFF
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #if FR_HAVE_LOWP_AVX512
 #include "lowp_tiles.h"
 

@@ -11,7 +11,13 @@
 
 #include "lowp.h"
 
+/* A multiply and an add stay two roundings, whatever -ffp-contract the build
+ * passes (gcc's GNU modes fuse them by default). */
 #pragma STDC FP_CONTRACT OFF
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 
 static int failures;
 
@@ -358,6 +364,10 @@ int main(void)
            fr_int8_path_name(fr_int8_path()));
     if (fr_bf16_path() != fr_int8_path())
         printf("note: only one precision has its vector path here; the dispatched one covers it\n");
+    fr_lowp_set_vector(0);
+    if (fr_bf16_path() != FR_LOWP_PORTABLE || fr_int8_path() != FR_LOWP_PORTABLE)
+        FAIL("fr_lowp_set_vector(0) left a vector path on");
+    fr_lowp_set_vector(1);
     check_layouts();
     check_edges(paths, n_paths);
     const int64_t Ks[] = {1, 3, 17, 64, 255, 1024}, ns[] = {1, 5, 16, 33, 100};
