@@ -82,7 +82,7 @@ TARGET void fr_bf16_gemm_avx512(int64_t m, const uint16_t *Ab, int64_t ldab,
 #define TILE(mr, np, i, p)                                                                     \
     bf16_tile(mr, np, K2, Ab + (i) * ldab, ldab, w->panels + (p) * K2 * 2 * FR_LOWP_PANEL,     \
               C + (i) * ldc + (p) * FR_LOWP_PANEL, ldc, mask, accumulate)
-    FR_LOWP_WALK(m, n0, n1);
+    FR_LOWP_WALK(m, n0, n1, 2 * fr_bf16_row_elems(w->K));
 #undef TILE
 }
 #endif

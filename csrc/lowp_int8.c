@@ -107,7 +107,7 @@ TARGET void fr_int8_gemm_avx512(int64_t m, const uint8_t *Aq, int64_t ldaq, cons
 #define TILE(mr, np, i, p)                                                                     \
     int8_tile(mr, np, K4, Aq + (i) * ldaq, ldaq, scale_a + (i), w, p,                          \
               C + (i) * ldc + (p) * FR_LOWP_PANEL, ldc, mask, accumulate)
-    FR_LOWP_WALK(m, n0, n1);
+    FR_LOWP_WALK(m, n0, n1, fr_int8_row_bytes(w->K));
 #undef TILE
 }
 #endif

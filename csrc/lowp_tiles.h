@@ -14,6 +14,9 @@
 #include <immintrin.h>
 
 #define FR_LOWP_MC 64
+/* A tile's rows of A stay in L1 beside the weights streaming through: at
+ * most this many bytes of them (four bf16 rows of K = 2048). */
+#define FR_LOWP_TILE_A 16384
 
 /* The first `left` lanes of sixteen (none for left <= 0). */
 static inline __mmask16 fr_lowp_left(int64_t left)
@@ -56,12 +59,14 @@ static inline int fr_lowp_tile_panels(int64_t mr) { return mr == 1 ? 8 : mr <= 4
     default: TILE(8, np, i, p); break;                                                   \
     }
 
-#define FR_LOWP_WALK(m, n0, n1)                                                          \
+#define FR_LOWP_WALK(m, n0, n1, row_bytes)                                               \
     do {                                                                                 \
         int64_t p0_ = (n0) / FR_LOWP_PANEL, p1_ = fr_lowp_panels(n1);                   \
+        int64_t cap_ = FR_LOWP_TILE_A / ((row_bytes) > 0 ? (row_bytes) : 1);             \
+        cap_ = cap_ < 1 ? 1 : cap_ > 8 ? 8 : cap_;                                       \
         for (int64_t i0_ = 0; i0_ < (m); i0_ += FR_LOWP_MC) {                            \
             int64_t mb_ = (m) - i0_ < FR_LOWP_MC ? (m) - i0_ : FR_LOWP_MC;               \
-            int want_ = fr_lowp_tile_panels(mb_ < 8 ? mb_ : 8);                          \
+            int want_ = fr_lowp_tile_panels(mb_ < cap_ ? mb_ : cap_);                    \
             for (int64_t p_ = p0_; p_ < p1_;) {                                          \
                 int np_ = want_;                                                         \
                 while (np_ > p1_ - p_)                                                   \
@@ -69,8 +74,8 @@ static inline int fr_lowp_tile_panels(int64_t mr) { return mr == 1 ? 8 : mr <= 4
                 __mmask16 mask[8];                                                       \
                 for (int q_ = 0; q_ < np_; q_++)                                         \
                     mask[q_] = fr_lowp_lanes(p_ + q_, (n0), (n1));                       \
-                for (int64_t i_ = i0_; i_ < i0_ + mb_; i_ += 8) {                        \
-                    int mr_ = i0_ + mb_ - i_ < 8 ? (int)(i0_ + mb_ - i_) : 8;            \
+                for (int64_t i_ = i0_; i_ < i0_ + mb_; i_ += cap_) {                     \
+                    int mr_ = (int)(i0_ + mb_ - i_ < cap_ ? i0_ + mb_ - i_ : cap_);      \
                     switch (np_) {                                                       \
                     case 8: TILE(1, 8, i_, p_); break;                                   \
                     case 4: FR_LOWP_ROWS4(4, mr_, i_, p_); break;                        \

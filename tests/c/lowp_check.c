@@ -60,6 +60,8 @@ static void fill(float *M, int64_t rows, int64_t cols, int64_t ld, int odd)
     if (rows > 2)
         for (int64_t k = 0; k < cols; k++)
             M[2 * ld + k] = (float)ldexp(normal(), -120);
+    if (cols == 0)
+        return;
     if (rows > 3)
         M[3 * ld] = 1.00390625f; /* 1 + 2^-8: halfway between two bf16, to even */
     if (odd && rows > 4)
@@ -224,7 +226,7 @@ static void check_shape(const path *paths, int n_paths, int64_t m, int64_t n, in
     unsigned char *bmem = malloc(bbytes + GUARD), *imem = malloc(ibytes + GUARD);
     fill(A, m, K, lda, 1);
     fill(W, n, K, ldw, 0);
-    if (n > 3)
+    if (n > 3 && K > 0)
         W[3 * ldw] = 1e-40f; /* a subnormal weight */
     for (int64_t i = 0; i < m * ldc; i++)
         C0[i] = normal();
@@ -370,7 +372,7 @@ int main(void)
     fr_lowp_set_vector(1);
     check_layouts();
     check_edges(paths, n_paths);
-    const int64_t Ks[] = {1, 3, 17, 64, 255, 1024}, ns[] = {1, 5, 16, 33, 100};
+    const int64_t Ks[] = {0, 1, 3, 17, 64, 255, 1024}, ns[] = {0, 1, 5, 16, 33, 100};
     const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1000};
     int shapes = 0;
     for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)
