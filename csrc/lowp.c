@@ -149,11 +149,47 @@ void fr_bf16_rows_portable(int64_t m, int64_t K, const float *A, int64_t lda, ui
 }
 
 /* One of vdpbf16ps's two steps: fma(x, y, s) rounded once, then flushed. */
-static inline float bf16_step(float x, float y, float s)
+static inline float bf16_step(float x, float y, float s) { return flush(fmaf(x, y, s)); }
+
+/* Whether x * y, both bfloat16, is exact in float32: all but a product that
+ * under- or overflows (or a NaN).  Then s + x * y is rounded once, as fma. */
+static inline int bf16_exact(float x, float y, float p)
 {
-    float p = x * y;
-    int exact = (fabsf(p) >= FLT_MIN && fabsf(p) <= FLT_MAX) || x == 0.0f || y == 0.0f;
-    return flush(exact ? s + p : fmaf(x, y, s));
+    return (fabsf(p) >= FLT_MIN && fabsf(p) <= FLT_MAX) || x == 0.0f || y == 0.0f;
+}
+
+/* The sums of one panel for one row: s = every pair's two steps in turn.
+ * The loop over the panel's lanes does s + x * y (which gcc vectorises) and
+ * notes a product that was not exact; only then is the panel summed again
+ * with fmaf. */
+static void bf16_panel(const uint16_t *a, const uint16_t *panel, int64_t K2, float *s)
+{
+    int inexact = 0;
+    for (int c = 0; c < FR_LOWP_PANEL; c++)
+        s[c] = 0.0f;
+    for (int64_t t = 0; t < K2; t++) {
+        float a0 = float_of_bf16(a[2 * t]), a1 = float_of_bf16(a[2 * t + 1]);
+        uint32_t b[FR_LOWP_PANEL]; /* column c's pair: k even in the low half */
+        memcpy(b, panel + t * 2 * FR_LOWP_PANEL, sizeof b);
+        for (int c = 0; c < FR_LOWP_PANEL; c++) {
+            float w1 = float_of(b[c] & 0xFFFF0000u), w0 = float_of(b[c] << 16);
+            float p1 = a1 * w1, p0 = a0 * w0;
+            inexact |= !bf16_exact(a1, w1, p1) | !bf16_exact(a0, w0, p0);
+            s[c] = flush(flush(s[c] + p1) + p0);
+        }
+    }
+    if (!inexact)
+        return;
+    for (int c = 0; c < FR_LOWP_PANEL; c++)
+        s[c] = 0.0f;
+    for (int64_t t = 0; t < K2; t++) {
+        float a0 = float_of_bf16(a[2 * t]), a1 = float_of_bf16(a[2 * t + 1]);
+        const uint16_t *b = panel + t * 2 * FR_LOWP_PANEL;
+        for (int c = 0; c < FR_LOWP_PANEL; c++) {
+            s[c] = bf16_step(a1, float_of_bf16(b[2 * c + 1]), s[c]);
+            s[c] = bf16_step(a0, float_of_bf16(b[2 * c]), s[c]);
+        }
+    }
 }
 
 /* The lanes of panel p inside the columns [n0, n1): [*c0, *c1). */
@@ -175,15 +211,8 @@ void fr_bf16_gemm_portable(int64_t m, const uint16_t *Ab, int64_t ldab, const fr
         float *row = C + i * ldc;
         for (int64_t p = n0 / FR_LOWP_PANEL; p * FR_LOWP_PANEL < n1; p++) {
             const uint16_t *panel = w->panels + p * K2 * 2 * FR_LOWP_PANEL;
-            float s[FR_LOWP_PANEL] = {0};
-            for (int64_t t = 0; t < K2; t++) {
-                float a0 = float_of_bf16(a[2 * t]), a1 = float_of_bf16(a[2 * t + 1]);
-                const uint16_t *b = panel + t * 2 * FR_LOWP_PANEL;
-                for (int c = 0; c < FR_LOWP_PANEL; c++) {
-                    s[c] = bf16_step(a1, float_of_bf16(b[2 * c + 1]), s[c]);
-                    s[c] = bf16_step(a0, float_of_bf16(b[2 * c]), s[c]);
-                }
-            }
+            float s[FR_LOWP_PANEL];
+            bf16_panel(a, panel, K2, s);
             int64_t c0, c1;
             panel_lanes(p, n0, n1, &c0, &c1);
             for (int64_t c = c0; c < c1; c++) {

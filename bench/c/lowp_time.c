@@ -7,7 +7,8 @@
  * weights warm in whatever cache holds them), blocks of the three kernels
  * interleaved; a block's time is its median call, a kernel's the median of
  * its blocks.  Prints GFLOP/s (2 m n K per call) and the ratios to float32.
- * Build and run: bench/c/lowp_time.sh [m ...] (default 1 4 8 200). */
+ * Build and run: bench/c/lowp_time.sh [m ...] (default 1 4 8 200);
+ * LOWP_H=512 times that hidden size alone, LOWP_PORTABLE=1 the portable path. */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "lowp_time: no AVX-512, so no float32 packed kernel to compare with\n");
         return 1;
     }
+    if (getenv("LOWP_PORTABLE") && atoi(getenv("LOWP_PORTABLE")))
+        fr_lowp_set_vector(0);
     int64_t Hs[] = {256, 512, 1024, 2048};
     int n_Hs = 4;
     if (getenv("LOWP_H")) { /* one hidden size only */
