@@ -192,35 +192,27 @@ static void bf16_panel(const uint16_t *a, const uint16_t *panel, int64_t K2, flo
     }
 }
 
-/* The lanes of panel p inside the columns [n0, n1): [*c0, *c1). */
-static inline void panel_lanes(int64_t p, int64_t n0, int64_t n1, int64_t *c0, int64_t *c1)
+/* C = f, or C += f, in the lanes of panel p inside the columns [n0, n1). */
+static void store_lanes(float *row, int64_t p, int64_t n0, int64_t n1, const float *f,
+                        int accumulate)
 {
     int64_t first = p * FR_LOWP_PANEL;
-    *c0 = n0 > first ? n0 - first : 0;
-    *c1 = n1 - first < FR_LOWP_PANEL ? n1 - first : FR_LOWP_PANEL;
+    int64_t c0 = n0 > first ? n0 - first : 0;
+    int64_t c1 = n1 - first < FR_LOWP_PANEL ? n1 - first : FR_LOWP_PANEL;
+    for (int64_t c = c0; c < c1; c++)
+        row[first + c] = accumulate ? row[first + c] + f[c] : f[c];
 }
 
 void fr_bf16_gemm_portable(int64_t m, const uint16_t *Ab, int64_t ldab, const fr_bf16_weights *w,
                            int64_t n0, int64_t n1, float *C, int64_t ldc, int accumulate)
 {
     int64_t K2 = fr_bf16_row_elems(w->K) / 2;
-    if (n1 <= n0)
-        return;
-    for (int64_t i = 0; i < m; i++) {
-        const uint16_t *a = Ab + i * ldab;
-        float *row = C + i * ldc;
+    for (int64_t i = 0; i < m && n0 < n1; i++)
         for (int64_t p = n0 / FR_LOWP_PANEL; p * FR_LOWP_PANEL < n1; p++) {
-            const uint16_t *panel = w->panels + p * K2 * 2 * FR_LOWP_PANEL;
             float s[FR_LOWP_PANEL];
-            bf16_panel(a, panel, K2, s);
-            int64_t c0, c1;
-            panel_lanes(p, n0, n1, &c0, &c1);
-            for (int64_t c = c0; c < c1; c++) {
-                float *out = row + p * FR_LOWP_PANEL + c;
-                *out = accumulate ? *out + s[c] : s[c];
-            }
+            bf16_panel(Ab + i * ldab, w->panels + p * K2 * 2 * FR_LOWP_PANEL, K2, s);
+            store_lanes(C + i * ldc, p, n0, n1, s, accumulate);
         }
-    }
 }
 
 void fr_int8_rows_portable(int64_t m, int64_t K, const float *A, int64_t lda, uint8_t *Aq,
@@ -254,35 +246,37 @@ void fr_int8_rows_portable(int64_t m, int64_t K, const float *A, int64_t lda, ui
     }
 }
 
+/* The contributions of panel p for one row: exact sums of (q + 128) * qW
+ * over the groups, the shift taken back, then float(dot) * (scale_a * scale_w). */
+static void int8_panel(const uint8_t *a, float scale_a, const fr_int8_weights *w, int64_t p,
+                       float *f)
+{
+    int64_t K4 = fr_int8_row_bytes(w->K) / 4;
+    const int8_t *panel = w->panels + p * K4 * 4 * FR_LOWP_PANEL;
+    int32_t s[FR_LOWP_PANEL] = {0};
+    for (int64_t g = 0; g < K4; g++) {
+        const int8_t *b = panel + g * 4 * FR_LOWP_PANEL;
+        for (int c = 0; c < FR_LOWP_PANEL; c++)
+            for (int q = 0; q < 4; q++)
+                s[c] += (int32_t)a[4 * g + q] * (int32_t)b[4 * c + q];
+    }
+    for (int c = 0; c < FR_LOWP_PANEL; c++) {
+        int64_t j = p * FR_LOWP_PANEL + c;
+        int32_t dot = s[c] - 128 * w->colsum[j];
+        f[c] = (float)dot * (scale_a * w->scale_w[j]);
+    }
+}
+
 void fr_int8_gemm_portable(int64_t m, const uint8_t *Aq, int64_t ldaq, const float *scale_a,
                            const fr_int8_weights *w, int64_t n0, int64_t n1, float *C,
                            int64_t ldc, int accumulate)
 {
-    int64_t K4 = fr_int8_row_bytes(w->K) / 4;
-    if (n1 <= n0)
-        return;
-    for (int64_t i = 0; i < m; i++) {
-        const uint8_t *a = Aq + i * ldaq;
-        float *row = C + i * ldc;
+    for (int64_t i = 0; i < m && n0 < n1; i++)
         for (int64_t p = n0 / FR_LOWP_PANEL; p * FR_LOWP_PANEL < n1; p++) {
-            const int8_t *panel = w->panels + p * K4 * 4 * FR_LOWP_PANEL;
-            int32_t s[FR_LOWP_PANEL] = {0};
-            for (int64_t g = 0; g < K4; g++) {
-                const int8_t *b = panel + g * 4 * FR_LOWP_PANEL;
-                for (int c = 0; c < FR_LOWP_PANEL; c++)
-                    for (int q = 0; q < 4; q++)
-                        s[c] += (int32_t)a[4 * g + q] * (int32_t)b[4 * c + q];
-            }
-            int64_t c0, c1;
-            panel_lanes(p, n0, n1, &c0, &c1);
-            for (int64_t c = c0; c < c1; c++) {
-                int64_t j = p * FR_LOWP_PANEL + c;
-                int32_t dot = s[c] - 128 * w->colsum[j];
-                float f = (float)dot * (scale_a[i] * w->scale_w[j]);
-                row[j] = accumulate ? row[j] + f : f;
-            }
+            float f[FR_LOWP_PANEL];
+            int8_panel(Aq + i * ldaq, scale_a[i], w, p, f);
+            store_lanes(C + i * ldc, p, n0, n1, f, accumulate);
         }
-    }
 }
 
 /* ---- the choice of path ---------------------------------------------------- */

@@ -102,20 +102,28 @@ fr_status fr_int8_prepare(void *mem, size_t bytes, const float *W, int64_t ldw, 
 /* The left operand: m rows of A (K long, row stride lda; IN) into Ab (row
  * stride ldab >= fr_bf16_row_elems(K); OUT), or into Aq (row stride ldaq >=
  * fr_int8_row_bytes(K); OUT) with scale_a (m; OUT). */
-void fr_bf16_rows(int64_t m, int64_t K, const float *A, int64_t lda, uint16_t *Ab, int64_t ldab);
-void fr_int8_rows(int64_t m, int64_t K, const float *A, int64_t lda, uint8_t *Aq, int64_t ldaq,
-                  float *scale_a);
+typedef void fr_bf16_rows_fn(int64_t m, int64_t K, const float *A, int64_t lda, uint16_t *Ab,
+                             int64_t ldab);
+typedef void fr_int8_rows_fn(int64_t m, int64_t K, const float *A, int64_t lda, uint8_t *Aq,
+                             int64_t ldaq, float *scale_a);
 
 /* Columns [n0, n1) of C (m rows, row stride ldc; OUT, or IN/OUT with
  * accumulate) = rows of A converted above times w^T; other columns untouched.
  * 0 <= n0 <= n1 <= w->n.  Any m: a few rows (one step's state) go through
  * the weights once, all rows at once; many (the input rows of all steps) in
  * blocks that keep their rows in cache. */
-void fr_bf16_gemm(int64_t m, const uint16_t *Ab, int64_t ldab, const fr_bf16_weights *w,
-                  int64_t n0, int64_t n1, float *C, int64_t ldc, int accumulate);
-void fr_int8_gemm(int64_t m, const uint8_t *Aq, int64_t ldaq, const float *scale_a,
-                  const fr_int8_weights *w, int64_t n0, int64_t n1, float *C, int64_t ldc,
-                  int accumulate);
+typedef void fr_bf16_gemm_fn(int64_t m, const uint16_t *Ab, int64_t ldab,
+                             const fr_bf16_weights *w, int64_t n0, int64_t n1, float *C,
+                             int64_t ldc, int accumulate);
+typedef void fr_int8_gemm_fn(int64_t m, const uint8_t *Aq, int64_t ldaq, const float *scale_a,
+                             const fr_int8_weights *w, int64_t n0, int64_t n1, float *C,
+                             int64_t ldc, int accumulate);
+
+/* Each on the path chosen for this CPU. */
+fr_bf16_rows_fn fr_bf16_rows;
+fr_bf16_gemm_fn fr_bf16_gemm;
+fr_int8_rows_fn fr_int8_rows;
+fr_int8_gemm_fn fr_int8_gemm;
 
 /* The path the functions above take on this CPU (the vector one where the CPU
  * has its instructions); fr_lowp_set_vector(0) sends both to the portable
@@ -127,27 +135,17 @@ void fr_lowp_set_vector(int enabled);
 const char *fr_bf16_path_name(fr_lowp_path path);
 const char *fr_int8_path_name(fr_lowp_path path);
 
-/* The paths themselves, same arguments (the check program compares them). */
-void fr_bf16_rows_portable(int64_t m, int64_t K, const float *A, int64_t lda, uint16_t *Ab,
-                           int64_t ldab);
-void fr_bf16_gemm_portable(int64_t m, const uint16_t *Ab, int64_t ldab, const fr_bf16_weights *w,
-                           int64_t n0, int64_t n1, float *C, int64_t ldc, int accumulate);
-void fr_int8_rows_portable(int64_t m, int64_t K, const float *A, int64_t lda, uint8_t *Aq,
-                           int64_t ldaq, float *scale_a);
-void fr_int8_gemm_portable(int64_t m, const uint8_t *Aq, int64_t ldaq, const float *scale_a,
-                           const fr_int8_weights *w, int64_t n0, int64_t n1, float *C,
-                           int64_t ldc, int accumulate);
+/* The paths themselves (the check program compares them). */
+fr_bf16_rows_fn fr_bf16_rows_portable;
+fr_bf16_gemm_fn fr_bf16_gemm_portable;
+fr_int8_rows_fn fr_int8_rows_portable;
+fr_int8_gemm_fn fr_int8_gemm_portable;
 #if defined(__GNUC__) && defined(__x86_64__)
 #define FR_HAVE_LOWP_AVX512 1
-void fr_bf16_rows_avx512(int64_t m, int64_t K, const float *A, int64_t lda, uint16_t *Ab,
-                         int64_t ldab);
-void fr_bf16_gemm_avx512(int64_t m, const uint16_t *Ab, int64_t ldab, const fr_bf16_weights *w,
-                         int64_t n0, int64_t n1, float *C, int64_t ldc, int accumulate);
-void fr_int8_rows_avx512(int64_t m, int64_t K, const float *A, int64_t lda, uint8_t *Aq,
-                         int64_t ldaq, float *scale_a);
-void fr_int8_gemm_avx512(int64_t m, const uint8_t *Aq, int64_t ldaq, const float *scale_a,
-                         const fr_int8_weights *w, int64_t n0, int64_t n1, float *C,
-                         int64_t ldc, int accumulate);
+fr_bf16_rows_fn fr_bf16_rows_avx512;
+fr_bf16_gemm_fn fr_bf16_gemm_avx512;
+fr_int8_rows_fn fr_int8_rows_avx512;
+fr_int8_gemm_fn fr_int8_gemm_avx512;
 #else
 #define FR_HAVE_LOWP_AVX512 0
 #endif

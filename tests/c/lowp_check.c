@@ -202,12 +202,10 @@ static void compare(const char *what, const float *got, const float *want, int64
 
 typedef struct {
     const char *name;
-    void (*bf16_rows)(int64_t, int64_t, const float *, int64_t, uint16_t *, int64_t);
-    void (*bf16_gemm)(int64_t, const uint16_t *, int64_t, const fr_bf16_weights *, int64_t,
-                      int64_t, float *, int64_t, int);
-    void (*int8_rows)(int64_t, int64_t, const float *, int64_t, uint8_t *, int64_t, float *);
-    void (*int8_gemm)(int64_t, const uint8_t *, int64_t, const float *, const fr_int8_weights *,
-                      int64_t, int64_t, float *, int64_t, int);
+    fr_bf16_rows_fn *bf16_rows;
+    fr_bf16_gemm_fn *bf16_gemm;
+    fr_int8_rows_fn *int8_rows;
+    fr_int8_gemm_fn *int8_gemm;
 } path;
 
 /* Guard bytes past a prepared block: prepare must write inside it. */
