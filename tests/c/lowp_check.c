@@ -308,6 +308,58 @@ static void check_layouts(void)
     free(bmem), free(imem);
 }
 
+/* The converted rows themselves, bit for bit on every path: bf16 of special
+ * values (NaN payloads, infinities, signed zeros, subnormals, the largest
+ * float, ties) and int8's q + 128 and scales, against the reference. */
+static void check_rows(const path *paths, int n_paths)
+{
+    static const uint32_t special[] = {
+        0x7F800001u, 0xFFC12345u, 0x7FBFFFFFu, 0x7F800000u, 0xFF800000u, 0x00000000u,
+        0x80000000u, 0x00000001u, 0x807FFFFFu, 0x00800000u, 0x7F7FFFFFu, 0x7F7F7FFFu,
+        0x3F808000u, 0x3F818000u, 0x3F808001u, 0xBF80FFFFu, 0x3F7FFFFFu};
+    enum { NS = sizeof special / sizeof *special, K = 37, M = 5 };
+    float A[M * K];
+    fill(A, M, K, K, 0);
+    for (int k = 0; k < NS; k++)
+        memcpy(&A[k], &special[k], 4);
+    for (int k = 0; k < K; k++) /* amax so small that 127 / amax overflows: zeros */
+        A[4 * K + k] = (float)(k % 3 - 1) * 1e-38f;
+    uint16_t want_b[M * (K + 1)], got_b[M * (K + 1)];
+    uint8_t want_q[M * 40], got_q[M * 40];
+    float want_s[M], got_s[M];
+    for (int p = 0; p < n_paths; p++) {
+        paths[p].bf16_rows(M, K, A, K, got_b, K + 1);
+        paths[p].int8_rows(M, K, A, K, got_q, 40, got_s);
+        if (p == 0) {
+            memcpy(want_b, got_b, sizeof want_b);
+            memcpy(want_q, got_q, sizeof want_q);
+            memcpy(want_s, got_s, sizeof want_s);
+        }
+        for (int i = 0; i < M; i++) {
+            int q[K];
+            float scale = ref_quantize(A + i * K, K, 0, q);
+            if (i == 4 && scale != 0.0f)
+                FAIL("the reference quantizes a row of amax 1e-38");
+            if (!same(got_s[i], scale) || memcmp(&got_s[i], &want_s[i], 4))
+                FAIL("int8 rows %s: scale_a[%d] = %a, want %a", paths[p].name, i, got_s[i], scale);
+            for (int k = 0; k < 40; k++) {
+                int wq = k < K ? q[k] + 128 : 128;
+                if (got_q[i * 40 + k] != wq || got_q[i * 40 + k] != want_q[i * 40 + k])
+                    FAIL("int8 rows %s: row %d, k %d: %d, want %d", paths[p].name, i, k, got_q[i * 40 + k], wq);
+            }
+            for (int k = 0; k < K + 1; k++) {
+                uint16_t g = got_b[i * (K + 1) + k];
+                uint32_t bits = (uint32_t)g << 16;
+                float got, want = k < K ? ref_bf16(A[i * K + k]) : 0.0f;
+                memcpy(&got, &bits, 4);
+                if (!same(got, want) || g != want_b[i * (K + 1) + k])
+                    FAIL("bf16 rows %s: row %d, k %d: %04x, want %a (portable %04x)", paths[p].name, i,
+                         k, g, want, want_b[i * (K + 1) + k]);
+            }
+        }
+    }
+}
+
 /* Bad arguments are refused; the longest K sums without overflow. */
 static void check_edges(const path *paths, int n_paths)
 {
@@ -369,6 +421,7 @@ int main(void)
         FAIL("fr_lowp_set_vector(0) left a vector path on");
     fr_lowp_set_vector(1);
     check_layouts();
+    check_rows(paths, n_paths);
     check_edges(paths, n_paths);
     const int64_t Ks[] = {0, 1, 3, 17, 64, 255, 1024}, ns[] = {0, 1, 5, 16, 33, 100};
     const int64_t ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1000};
