@@ -46,6 +46,8 @@ if not _blas_ints_match():
                       "but SciPy's cython_blas does not read them as such (an ILP64 BLAS?); "
                       "rebuild fastrnn against this SciPy")
 
+fr_init()
+
 _MODES = {"rnn": 0, "lstm": 1, "gru": 2}
 
 

@@ -103,6 +103,7 @@ cdef extern from "fastrnn.h" nogil:
     fr_status fr_backward_f64(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
                               const int64_t *lengths, const double *x, double *dx,
                               const fr_layer_f64 *dirs, double *ws, int n_threads)
+    void fr_init()
     int fr_openmp_enabled()
     int fr_packed_enabled()
     void fr_set_packed(int enabled)
