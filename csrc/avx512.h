@@ -12,7 +12,8 @@
 
 #include <stdint.h>
 
-#if defined(__GNUC__) && defined(__x86_64__)
+/* -DFR_NO_AVX512 builds without them (the BLAS path everywhere). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(FR_NO_AVX512)
 #define FR_HAVE_AVX512 1
 #else
 #define FR_HAVE_AVX512 0

@@ -20,12 +20,12 @@
  * thread's block lies.
  *
  * How a precision plugs in (weights prepared once at "freeze" time, SPEC
- * "Frozen inference"; forward only, so only product_rows reads them):
+ * "Frozen inference"; forward only: only weight_product with b_rows reads them):
  *   1. a format tag below (FR_FORMAT_BF16_PANELS, FR_FORMAT_INT8_ROWS, ...) and
  *      its prepared type, held by `prepared` (uint16 panels; int8 rows with
  *      float row scales, ...), with the function that makes it from a float32
  *      weight, run once outside any call;
- *   2. its case in product_rows: round or quantize the rows of A, multiply,
+ *   2. its case in weight_product: round or quantize the rows of A, multiply,
  *      scale, accumulate in float32 into C;
  *   3. prepare_forward and the *_operand functions returning views of the
  *      prepared weights the call received (a frozen call packs nothing)
@@ -89,13 +89,15 @@ static void gemm_rm(const fr_blas *blas, int trans_a, int trans_b, int64_t m, in
     BLAS_GEMM(blas)(&ta, &tb, &M, &Nn, &K, &alpha, (REAL *)B, &la, (REAL *)A, &lb, &beta, C, &lc);
 }
 
-/* ---- the two products over a weight ---------------------------------------- */
+/* ---- the product over a weight ---------------------------------------------- */
 
-/* C (m x n, ldc) = A (m x k, lda) B^T, or += with accumulate; B the n rows of k of
- * a weight's block (out_features of a torch weight). */
-static void product_rows(const fr_blas *blas, const fr_operand *B, int64_t m, int64_t n,
-                         int64_t k, const REAL *A, int64_t lda, REAL *C, int64_t ldc,
-                         int accumulate)
+/* C (m x n, ldc) = A (m x k, lda) op(B), or += with accumulate, B a weight's
+ * block: with b_rows, op(B) = B^T, B the n rows of k (out_features of a torch
+ * weight); else op(B) = B, the k rows of n columns (in_features).  Packed
+ * panels hold op(B) either way. */
+static void weight_product(const fr_blas *blas, const fr_operand *B, int b_rows, int64_t m,
+                           int64_t n, int64_t k, const REAL *A, int64_t lda, REAL *C,
+                           int64_t ldc, int accumulate)
 {
 #if FR_PACKED_PATH
     if (B->format == FR_FORMAT_PANELS) {
@@ -103,22 +105,7 @@ static void product_rows(const fr_blas *blas, const fr_operand *B, int64_t m, in
         return;
     }
 #endif
-    gemm_rm(blas, 0, 1, m, n, k, 1, A, lda, B->dense, B->ld, accumulate, C, ldc);
-}
-
-/* C (m x n, ldc) = A (m x k, lda) B, or += with accumulate; B the k rows of n
- * columns of a weight's block (in_features of a torch weight). */
-static void product_cols(const fr_blas *blas, const fr_operand *B, int64_t m, int64_t n,
-                         int64_t k, const REAL *A, int64_t lda, REAL *C, int64_t ldc,
-                         int accumulate)
-{
-#if FR_PACKED_PATH
-    if (B->format == FR_FORMAT_PANELS) {
-        fr_packed_gemm(m, n, k, A, lda, (const float *)B->prepared, C, ldc, accumulate);
-        return;
-    }
-#endif
-    gemm_rm(blas, 0, 0, m, n, k, 1, A, lda, B->dense, B->ld, accumulate, C, ldc);
+    gemm_rm(blas, 0, b_rows, m, n, k, 1, A, lda, B->dense, B->ld, accumulate, C, ldc);
 }
 
 /* ---- the operands of a call ------------------------------------------------- */
@@ -241,7 +228,7 @@ static void input_product(const ctx *c, const fr_operand *B, const REAL *x_row, 
         C[k] = folded_bias(c, k);
     for (int64_t r = 1; r < rows; r++)
         memcpy(C + r * ldc + k0, C + k0, (size_t)(k1 - k0) * sizeof(REAL));
-    product_rows(c->blas, B, rows, k1 - k0, c->I, x_row, ldx, C + k0, ldc, 1);
+    weight_product(c->blas, B, 1, rows, k1 - k0, c->I, x_row, ldx, C + k0, ldc, 1);
 }
 
 /* The recurrent half of gates [g0, g1) for the thread's rows and units,
@@ -256,13 +243,13 @@ static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_
     h += w->n0 * ldh;
     fr_operand B = hh_operand(c, w, g0);
     if (B.format == FR_FORMAT_DENSE && nu == c->H) { /* all units: the gates' rows follow each other */
-        product_rows(c->blas, &B, rows, (g1 - g0) * nu, K, h, ldh, out + g0 * gate_stride, ldo,
-                     in_place);
+        weight_product(c->blas, &B, 1, rows, (g1 - g0) * nu, K, h, ldh, out + g0 * gate_stride,
+                       ldo, in_place);
         return;
     }
     for (int64_t g = g0; g < g1; g++) {
         B = hh_operand(c, w, g);
-        product_rows(c->blas, &B, rows, nu, K, h, ldh, out + g * gate_stride, ldo, in_place);
+        weight_product(c->blas, &B, 1, rows, nu, K, h, ldh, out + g * gate_stride, ldo, in_place);
     }
 }
 
@@ -271,24 +258,25 @@ static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_
 static void projection_product(const ctx *c, const work *w, const REAL *hout, REAL *hnext)
 {
     fr_operand B = dense_operand(c->L->weight_hr + w->o0 * c->H, c->H);
-    product_rows(c->blas, &B, w->n1 - w->n0, w->o1 - w->o0, c->H, hout + w->n0 * c->H, c->H,
-                 hnext + w->n0 * c->P + w->o0, c->P, 0);
+    weight_product(c->blas, &B, 1, w->n1 - w->n0, w->o1 - w->o0, c->H, hout + w->n0 * c->H,
+                   c->H, hnext + w->n0 * c->P + w->o0, c->P, 0);
 }
 
 /* After the cell's gate gradients of step s: dhnext[rows, outs] += dhg[rows, :K] @ W_hh[:K, outs]. */
 static void dh_product(const ctx *c, const work *w, REAL *dhnext, int64_t K)
 {
     fr_operand B = hh_cols_operand(c, w, K);
-    product_cols(c->blas, &B, w->n1 - w->n0, w->o1 - w->o0, K, W(c, c->lay.dhg) + w->n0 * c->GH,
-                 c->GH, dhnext + w->n0 * c->Hout + w->o0, c->Hout, 1);
+    weight_product(c->blas, &B, 0, w->n1 - w->n0, w->o1 - w->o0, K,
+                   W(c, c->lay.dhg) + w->n0 * c->GH, c->GH, dhnext + w->n0 * c->Hout + w->o0,
+                   c->Hout, 1);
 }
 
 /* LSTM with a projection, back: dh_full[rows, units] = dh_tot[rows, :P] @ W_hr[:, units]. */
 static void projection_grad_product(const ctx *c, const work *w, const REAL *dhtot, REAL *dhfull)
 {
     fr_operand B = dense_operand(c->L->weight_hr + w->j0, c->H);
-    product_cols(c->blas, &B, w->n1 - w->n0, w->j1 - w->j0, c->P, dhtot + w->n0 * c->P, c->P,
-                 dhfull + w->n0 * c->H + w->j0, c->H, 0);
+    weight_product(c->blas, &B, 0, w->n1 - w->n0, w->j1 - w->j0, c->P, dhtot + w->n0 * c->P,
+                   c->P, dhfull + w->n0 * c->H + w->j0, c->H, 0);
 }
 
 /* GRU without linear_before_reset, back: d(r h)[rows, units] = d_n[rows, :H] @ W_hn[:, units]. */
@@ -296,8 +284,8 @@ static void reset_grad_product(const ctx *c, const work *w, const REAL *dhg, REA
 {
     int64_t H = c->H;
     fr_operand B = dense_operand(c->L->weight_hh + 2 * H * H + w->j0, H);
-    product_cols(c->blas, &B, w->n1 - w->n0, w->j1 - w->j0, H, dhg + w->n0 * c->GH + 2 * H,
-                 c->GH, drh + w->n0 * H + w->j0, H, 0);
+    weight_product(c->blas, &B, 0, w->n1 - w->n0, w->j1 - w->j0, H, dhg + w->n0 * c->GH + 2 * H,
+                   c->GH, drh + w->n0 * H + w->j0, H, 0);
 }
 
 /* ---- the products over all steps -------------------------------------------- */

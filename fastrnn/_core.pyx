@@ -250,11 +250,17 @@ cdef void _fill_layer(fr_layer *L, dict arrays) except *:
     L.dweight_peephole = _field(arrays, "dweight_peephole", L.dweight_peephole)
 
 
-cdef void _fill_layers(list dirs, fr_layer *out) except *:
+cdef int _fill_dirs(list dirs, x, fr_layer_f32 *dirs32, fr_layer_f64 *dirs64) except -1:
+    """The structs of x's dtype, one per direction (at most 2); 1 for float32, 0 for float64."""
     if not 1 <= len(dirs) <= 2:
         raise ValueError(f"dirs: expected 1 or 2 directions, got {len(dirs)}")
+    single = x.dtype == np.float32
     for d, arrays in enumerate(dirs):
-        _fill_layer(&out[d], arrays)
+        if single:
+            _fill_layer(&dirs32[d], arrays)
+        else:
+            _fill_layer(&dirs64[d], arrays)
+    return single
 
 
 cdef int _check(fr_status status) except -1:
@@ -288,11 +294,7 @@ def forward(cell, tuple dims, x, list dirs, lengths, int n_threads):
     cdef fr_dims d = _call_dims(dims, dirs)
     cdef fr_layer_f32 dirs32[2]
     cdef fr_layer_f64 dirs64[2]
-    cdef bint single = x.dtype == np.float32
-    if single:
-        _fill_layers(dirs, dirs32)
-    else:
-        _fill_layers(dirs, dirs64)
+    cdef bint single = _fill_dirs(dirs, x, dirs32, dirs64)
     cdef int pass_ = FR_PASS_TRAIN if dirs[0].get("saved") is not None else FR_PASS_INFERENCE
     ws = _scratch(fr_workspace_size(&c, &d, pass_, n_threads), x.dtype)
     cdef void *xp = _data(x)
@@ -317,11 +319,7 @@ def backward(cell, tuple dims, x, dx, list dirs, lengths, int n_threads):
     cdef fr_dims d = _call_dims(dims, dirs)
     cdef fr_layer_f32 dirs32[2]
     cdef fr_layer_f64 dirs64[2]
-    cdef bint single = x.dtype == np.float32
-    if single:
-        _fill_layers(dirs, dirs32)
-    else:
-        _fill_layers(dirs, dirs64)
+    cdef bint single = _fill_dirs(dirs, x, dirs32, dirs64)
     ws = _scratch(fr_workspace_size(&c, &d, FR_PASS_BACKWARD, n_threads), x.dtype)
     cdef void *xp = _data(x)
     cdef void *dxp = _data(dx)
