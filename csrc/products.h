@@ -20,16 +20,19 @@
  * thread's block lies.
  *
  * How a precision plugs in (weights prepared once at "freeze" time, SPEC
- * "Frozen inference"; forward only: only weight_product with b_rows reads them):
- *   1. a format tag below (FR_FORMAT_BF16_PANELS, FR_FORMAT_INT8_ROWS, ...) and
- *      its prepared type, held by `prepared` (uint16 panels; int8 rows with
- *      float row scales, ...), with the function that makes it from a float32
- *      weight, run once outside any call;
- *   2. its case in weight_product: round or quantize the rows of A, multiply,
- *      scale, accumulate in float32 into C;
- *   3. prepare_forward and the *_operand functions returning views of the
- *      prepared weights the call received (a frozen call packs nothing)
- *      instead of packing their own.
+ * "Frozen inference"; forward only: only weight_product with b_rows reads them).
+ * The bfloat16 and int8 kernels of lowp.h (fr_bf16_gemm, fr_int8_gemm: columns
+ * [n0, n1) of whole weights prepared once) fit it this way:
+ *   1. a format tag below (FR_FORMAT_BF16, FR_FORMAT_INT8) whose `prepared`
+ *      points at the whole weight's prepared form (fr_bf16_weights,
+ *      fr_int8_weights), and a field `first` in fr_operand: the block's first
+ *      row in it (n0; a block of n rows is columns [first, first + n));
+ *   2. its case in weight_product: the rows of A converted (fr_bf16_rows,
+ *      fr_int8_rows) into per-thread scratch (one more entry in fr_make_layout's
+ *      per-thread part), then the product into C - first, accumulating in float32;
+ *   3. ih_operand and hh_operand returning views of the prepared weights the
+ *      call received (a field of fr_layer pointing at them), and
+ *      prepare_forward packing nothing for them.
  * The cells, the drivers and the float32/float64 state stay as they are. */
 
 #if FR_REAL_IS_FLOAT && FR_HAVE_AVX512
