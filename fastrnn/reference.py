@@ -51,13 +51,14 @@ of them (``W_ih x``, ``W_hh h``, the GRU's ``W_hn (r * h)``, the projection
 biases, peepholes, gates, cell state and outputs stay in float32:
 
 - bfloat16: ``a`` and ``W`` rounded to bfloat16 (``round_bfloat16``), the
-  products of those values summed in float64 (exactly, as each product of two
-  bfloat16 is exact) and rounded once to float32; the kernels accumulate in
-  float32, which agrees with this to float32 rounding.
+  products of those values (each exact) summed in float64 and rounded once to
+  float32; the kernels accumulate in float32 (flushing subnormal sums), which
+  agrees with this to float32 rounding.
 - int8: ``W`` quantized per row (``quantize_weight``, what a frozen module
   does once), each row of ``a`` quantized as the product runs
   (``quantize_rows``), the exact integer dot, then
-  ``float32(dot) * (scale_a * scale_w[r])``: bit for bit what the kernels do.
+  ``float32(dot) * (scale_a * scale_w[r])``: the product bit for bit what
+  ``csrc/lowp.c`` computes.
 
 The functions
 -------------
