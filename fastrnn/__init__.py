@@ -5,6 +5,7 @@ product through SciPy's BLAS, NumPy in and NumPy out, with PyTorch's
 semantics.  ``fastrnn.reference`` is the plain NumPy twin of every kernel.
 """
 
+from fastrnn._version import __version__
 from fastrnn import _core
 from fastrnn.threads import get_num_threads, set_num_threads, threads
 from fastrnn.modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
@@ -13,8 +14,6 @@ from fastrnn.threads import _scipy_blas_thread_functions
 _core.set_blas_thread_control(*_scipy_blas_thread_functions())
 del _scipy_blas_thread_functions
 
-__version__ = "0.1.0"
-
 
 def openmp_enabled():
     """True when the kernels were built with OpenMP (else they run on one thread)."""
@@ -22,4 +21,4 @@ def openmp_enabled():
 
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
-           "get_num_threads", "set_num_threads", "threads", "openmp_enabled"]
+           "get_num_threads", "set_num_threads", "threads", "openmp_enabled", "__version__"]
