@@ -127,6 +127,7 @@ def _blas():
         blas.update({key: lib.get(key) for key in ("filepath", "architecture", "threading_layer",
                                                    "num_threads")})
         blas["loaded_version"] = lib.get("version")
+        blas["name"] = blas["name"] or lib.get("internal_api")
     return blas
 
 
