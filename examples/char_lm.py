@@ -172,7 +172,7 @@ def main():
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--seq-len", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weights", default=os.path.join(tempfile.gettempdir(), "char_lm.npz"),
                    help="where the trained weights are saved (.npz)")
