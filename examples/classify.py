@@ -58,7 +58,7 @@ def batch(seqs, mean, std):
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--hidden-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args()
     if args.quick:

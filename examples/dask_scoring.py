@@ -80,7 +80,7 @@ def main():
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
     p.add_argument("--weights", default=None, help="a .npz saved by char_lm.py")
     p.add_argument("--seq-len", type=int, default=100)
-    p.add_argument("--sequences", type=int, default=40_000)
+    p.add_argument("--sequences", type=int, default=10_000)
     p.add_argument("--chunk", type=int, default=500, help="sequences per chunk (task)")
     args = p.parse_args()
     if args.quick:

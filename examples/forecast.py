@@ -93,7 +93,7 @@ def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--window", type=int, default=48, help="months read before a forecast")
     p.add_argument("--hidden-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=3000, help="Adam steps (full batches)")
+    p.add_argument("--steps", type=int, default=1000, help="Adam steps (full batches)")
     p.add_argument("--test-years", type=int, default=10)
     args = p.parse_args()
     if args.quick:

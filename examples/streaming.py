@@ -80,7 +80,7 @@ def stream(step, recordings, n_frames):
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--frames", type=int, default=200_000, help="frames streamed per engine")
+    p.add_argument("--frames", type=int, default=100_000, help="frames streamed per engine")
     p.add_argument("--threads", type=int, default=1,
                    help="fastrnn threads per step (default 1: one step at N = 1 is too "
                         "small to share, and a service runs one stream per core)")
