@@ -178,7 +178,7 @@ def main():
                    help="where the trained weights are saved (.npz)")
     args = p.parse_args()
     if args.quick:
-        args.hidden_size, args.seq_len, args.batch_size, args.steps = 128, 64, 16, 150
+        args.hidden_size, args.seq_len, args.batch_size, args.steps = 64, 64, 16, 150
     clock = Clock()
     plays = load_plays()
     held_out = plays.pop(args.held_out)
