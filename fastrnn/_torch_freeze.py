@@ -161,40 +161,29 @@ class _FrozenBase(nn.Module):
         return PackedSequence(y, batch_sizes, sorted_indices, unsorted_indices), state
 
 
-class FrozenRNN(_FrozenBase):
-    """An Elman RNN frozen by ``fastrnn.torch.freeze``: inference only.
+_FROZEN_DOC = """{what} frozen by ``fastrnn.torch.freeze``: inference only.
 
     Notes
     -----
-    ``forward(input, hx=None)`` as ``torch.nn.RNN``'s, returning
-    ``(output, h_n)``; computed by ``frozen``, the ``fastrnn.freeze`` of
-    ``fastrnn.RNN`` with the weights the module had when it was frozen.  It
-    has no parameters: ``state_dict()`` holds nothing of it.
+    ``forward(input, hx=None)`` as ``torch.nn.{name}``'s{hx}, returning
+    ``{returns}``; computed by ``frozen``, the ``fastrnn.freeze`` of
+    ``fastrnn.{name}`` with the weights the module had when it was frozen.
+    It has no parameters: ``state_dict()`` holds nothing of it.
     """
+
+
+class FrozenRNN(_FrozenBase):
+    __doc__ = _FROZEN_DOC.format(what="An Elman RNN", name="RNN", hx="",
+                                 returns="(output, h_n)")
 
 
 class FrozenLSTM(_FrozenBase):
-    """An LSTM frozen by ``fastrnn.torch.freeze``: inference only.
-
-    Notes
-    -----
-    ``forward(input, hx=None)`` as ``torch.nn.LSTM``'s (``hx`` a tuple
-    ``(h_0, c_0)``), returning ``(output, (h_n, c_n))``; computed by
-    ``frozen``, the ``fastrnn.freeze`` of ``fastrnn.LSTM`` with the weights
-    the module had when it was frozen.  It has no parameters.
-    """
+    __doc__ = _FROZEN_DOC.format(what="An LSTM", name="LSTM", hx=" (``hx`` a tuple "
+                                 "``(h_0, c_0)``)", returns="(output, (h_n, c_n))")
 
 
 class FrozenGRU(_FrozenBase):
-    """A GRU frozen by ``fastrnn.torch.freeze``: inference only.
-
-    Notes
-    -----
-    ``forward(input, hx=None)`` as ``torch.nn.GRU``'s, returning
-    ``(output, h_n)``; computed by ``frozen``, the ``fastrnn.freeze`` of
-    ``fastrnn.GRU`` with the weights the module had when it was frozen.  It
-    has no parameters.
-    """
+    __doc__ = _FROZEN_DOC.format(what="A GRU", name="GRU", hx="", returns="(output, h_n)")
 
 
 _FROZEN = {"RNN_TANH": FrozenRNN, "RNN_RELU": FrozenRNN, "LSTM": FrozenLSTM, "GRU": FrozenGRU}

@@ -382,7 +382,9 @@ def test_reduced_precision_engines_registered():
     # the frozen engines are named where fastrnn.freeze exists, and only there
     assert ("fastrnn.frozen" in bench.ENGINES) == hasattr(fastrnn, "freeze")
     assert bench.engines_for("int8")[-2:] == ["torch.int8", "onnxruntime.int8"]
-    assert "fastrnn.frozen" not in bench.engines_for("bfloat16") or hasattr(fastrnn, "freeze")
+    assert bench.engines_for("bfloat16")[-1] == "torch.bfloat16"
+    assert ("fastrnn.frozen.bfloat16" in bench.engines_for("bfloat16")) == hasattr(fastrnn,
+                                                                                   "freeze")
 
 
 def test_dynamic_quantize_lstm_check():
