@@ -6,7 +6,9 @@ its forward and backward run the whole stack of layers through fastrnn's C
 kernels (``fastrnn.functional.stack_forward`` / ``stack_backward``) inside one
 ``torch.autograd.Function``, reading CPU tensors as NumPy arrays without a
 copy.  ``convert(model)`` switches the plain ``torch.nn`` recurrent modules of
-a model over in place.
+a model over in place.  ``freeze(model, dtype)`` returns a copy of a model with
+its recurrent layers frozen by ``fastrnn.freeze`` (``fastrnn._torch_freeze``):
+inference only, in float32, bfloat16 or int8.
 
 What the kernels do not cover goes to PyTorch's own implementation: tensors
 not on the CPU, dtypes other than float32 and float64, autocast, tracing by
@@ -29,7 +31,8 @@ from fastrnn._cell import Cell
 from fastrnn._checks import check_call_sizes, check_layer_sizes
 from fastrnn.threads import get_num_threads
 
-__all__ = ["RNN", "LSTM", "GRU", "convert"]
+__all__ = ["RNN", "LSTM", "GRU", "convert", "freeze", "FrozenRNN", "FrozenLSTM",
+           "FrozenGRU"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 _MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}
@@ -510,3 +513,9 @@ def convert(model):
         if target is not None:
             module.__class__ = target
     return model
+
+
+# ---------------------------------------------------------------------------
+# Frozen inference: a copy of a model with its recurrent layers frozen
+
+from fastrnn._torch_freeze import FrozenGRU, FrozenLSTM, FrozenRNN, freeze  # noqa: E402

@@ -1,6 +1,7 @@
 """The benchmark harness itself (``fastrnn.bench``): its grid, its numerical
 check and a tiny end-to-end run.  No timing is asserted."""
 
+import importlib.util
 import json
 import pathlib
 import subprocess
@@ -10,8 +11,10 @@ import textwrap
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn import bench
-from fastrnn.bench import check, onnx_graph
+from fastrnn.bench import check, engines, onnx_graph
+from fastrnn.bench.engines import reduced_engines
 
 # A tiny grid: I != H catches transposed weights; every cell, mode and engine.
 TINY = ["--quick", "--shapes", "3x2x4x5", "--threads", "1", "--rounds", "2",
@@ -21,6 +24,7 @@ PLUGINS = '''
 import numpy as np
 
 from fastrnn.bench import Prepared, ReferenceEngine
+from fastrnn.bench.engines import FrozenEngine
 
 
 class Broken(ReferenceEngine):
@@ -54,6 +58,25 @@ class Rounded(ReferenceEngine):
             bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
             return bits.astype(np.uint32).view(np.float32)
         return super().prepare(case, {k: to_bfloat16(w) for k, w in weights.items()}, inputs)
+
+
+def stand_in_freeze(module, dtype=None):
+    """Where fastrnn has no freeze yet: the module itself (its call is a frozen one's)."""
+    return module
+
+
+class StandInFrozen(FrozenEngine):
+    """The frozen float32 engine, on fastrnn.freeze or (where it is missing) the stand-in."""
+
+    def load(self):
+        import fastrnn
+        if not hasattr(fastrnn, "freeze"):
+            fastrnn.freeze = stand_in_freeze
+        return super().load()
+
+
+class StandInFrozenInt8(StandInFrozen):
+    precision = freeze_dtype = "int8"
 
 
 class Scrambled(Rounded):
@@ -109,8 +132,9 @@ def test_default_config_is_unchanged():
     args = bench.parse_args([])
     assert (args.cells, args.modes, args.shapes) == (list(bench.CELLS), list(bench.MODES),
                                                      list(bench.DEFAULT_SHAPES))
-    assert args.engines == list(bench.ENGINES) == ["fastrnn", "reference", "torch",
-                                                   "onnxruntime", "fastrnn.torch"]
+    frozen = ["fastrnn.frozen"] if hasattr(fastrnn, "freeze") else []
+    assert args.engines == bench.engines_for() == ["fastrnn", "reference", "torch",
+                                                   "onnxruntime", "fastrnn.torch"] + frozen
     assert (args.rounds, args.target_time, args.gemm_size, args.step_size) == (7, 0.1, 2048, 256)
     assert args.precision == "float32" and args.grid == "default"
 
@@ -124,7 +148,8 @@ def test_registry(plugins, monkeypatch):
         bench.engine_class("fastrnn.bench:Case")
     with pytest.raises(ValueError, match="precision"):
         bench.engines_for("float16")
-    assert all(bench.ENGINES[n].precision is None for n in bench.engines_for("int8"))
+    assert all(bench.ENGINES[n].precision is None for n in bench.engines_for())
+    assert {bench.ENGINES[n].precision for n in bench.engines_for("int8")} == {None, "int8"}
     # a registered engine of reduced precision joins the runs of its precision only
     rounded = bench.engine_class(f"{plugins}:Rounded")
     monkeypatch.setitem(bench.ENGINES, "reference.bf16", rounded)
@@ -135,8 +160,9 @@ def test_registry(plugins, monkeypatch):
 
 
 def test_precision_arguments(plugins):
-    for bad in (["--precision", "int8"],                          # no int8 engine registered
+    for bad in (["--precision", "int8", "--engines", "fastrnn,torch"],   # no int8 engine
                 ["--precision", "bfloat16", "--engines", "reference"],
+                ["--precision", "bfloat16", "--engines", "fastrnn,torch.int8"],
                 ["--engines", f"reference,{plugins}:Rounded"],    # bfloat16 in a float32 run
                 ["--precision", "bfloat16", "--dtype", "float64",
                  "--engines", f"reference,{plugins}:Rounded"]):
@@ -336,3 +362,122 @@ def test_agreement_groups():
                "other": {"y": y + 1}}
     assert check.agreement_groups(outputs, 1e-4) == [["fastrnn", "other"],
                                                      ["reference", "torch"]]
+
+
+# ---------------------------------------------------------------------------
+# The engines at reduced precision
+
+def test_reduced_precision_engines_registered():
+    plain = engines.build_registry(frozen=False)
+    assert list(plain)[:5] == ["fastrnn", "reference", "torch", "onnxruntime", "fastrnn.torch"]
+    precisions = {name: cls.precision for name, cls in plain.items()}
+    assert {n: p for n, p in precisions.items() if p} == {
+        "torch.bfloat16": "bfloat16", "torch.int8": "int8", "onnxruntime.int8": "int8"}
+    frozen = engines.build_registry(frozen=True)
+    assert {n: frozen[n].precision for n in frozen if n not in plain} == {
+        "fastrnn.frozen": None, "fastrnn.frozen.bfloat16": "bfloat16",
+        "fastrnn.frozen.int8": "int8"}
+    assert all(cls.modes == ("inference", "latency")
+               for name, cls in frozen.items() if name not in plain or cls.precision)
+    # the frozen engines are named where fastrnn.freeze exists, and only there
+    assert ("fastrnn.frozen" in bench.ENGINES) == hasattr(fastrnn, "freeze")
+    assert bench.engines_for("int8")[-2:] == ["torch.int8", "onnxruntime.int8"]
+    assert bench.engines_for("bfloat16")[-1] == "torch.bfloat16"
+    assert ("fastrnn.frozen.bfloat16" in bench.engines_for("bfloat16")) == hasattr(fastrnn,
+                                                                                   "freeze")
+
+
+def test_dynamic_quantize_lstm_check():
+    """The ORT int8 engine's graph has a DynamicQuantizeLSTM node; a graph that
+    quantize_dynamic leaves in float32 (GRU) is refused, its nodes named."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime.quantization")
+    case = bench.Case("lstm", "inference", 2, 1, 3, 4, 1)
+    quantized = reduced_engines.quantize_lstm_graph(bench.onnx_model(case, bench.make_problem(
+        case)[0]))
+    assert [n.op_type for n in quantized.graph.node] == ["DynamicQuantizeLSTM"]
+    gru = bench.Case("gru", "inference", 2, 1, 3, 4, 1)
+    with pytest.raises(bench.Unsupported, match="no DynamicQuantizeLSTM node .*has GRU"):
+        reduced_engines.quantize_lstm_graph(bench.onnx_model(gru, bench.make_problem(gru)[0]))
+
+
+def _prepared_outputs(engine, case):
+    weights, inputs = bench.make_problem(case)
+    prepared = engine.prepare(case, weights, inputs)
+    return prepared.collect(prepared.call())
+
+
+def test_reduced_precision_engines_refuse_and_run():
+    """In this process: each peer refuses what its library does not quantize, and
+    runs the rest near float32 but not at it."""
+    pytest.importorskip("torch")
+    case = bench.Case("lstm", "inference", 3, 2, 4, 5, 1)
+    fastrnn_engine = bench.FastrnnEngine()
+    fastrnn_engine.load()
+    torch_int8 = engines.TorchInt8Engine()
+    torch_int8.load()
+    rnn = bench.Case("rnn", "inference", 3, 2, 4, 5, 1)
+    with pytest.raises(bench.Unsupported, match="no quantized nn.RNN"):
+        torch_int8.prepare(rnn, *bench.make_problem(rnn))
+    for engine in (torch_int8, engines.TorchBfloat16Engine()):
+        engine.load()
+        for c in (case, bench.Case("gru", "latency", 1, 1, 6, 6, 1)):
+            expected = _prepared_outputs(fastrnn_engine, c)
+            result = bench.compare_outputs(_prepared_outputs(engine, c), expected,
+                                           check.REDUCED_TOLERANCE[engine.precision])
+            assert result["ok"] and 1e-5 < result["max_error"], (engine, c, result)
+    if importlib.util.find_spec("onnxruntime") is None:
+        return
+    ort_int8 = engines.OnnxRuntimeInt8Engine()
+    ort_int8.load()
+    gru = bench.Case("gru", "latency", 1, 1, 6, 6, 1)
+    with pytest.raises(bench.Unsupported, match="quantizes LSTM only"):
+        ort_int8.prepare(gru, *bench.make_problem(gru))
+    result = bench.compare_outputs(_prepared_outputs(ort_int8, case),
+                                   _prepared_outputs(fastrnn_engine, case), 5e-2)
+    assert result["ok"] and 1e-5 < result["max_error"]
+
+
+def test_int8_run_end_to_end(plugins, tmp_path, capsys):
+    """``--precision int8 --quick``, small: the peers and the frozen engines (on
+    fastrnn.freeze, or a stand-in where it is missing), each one's error
+    beside its time, the cells a library does not quantize n/a with the reason."""
+    out = tmp_path / "int8.json"
+    names = ["fastrnn", f"{plugins}:StandInFrozen", f"{plugins}:StandInFrozenInt8",
+             "torch.int8", "onnxruntime.int8"]
+    status = bench.main(TINY + ["--cells", "lstm,gru", "--modes", "inference,latency",
+                                "--precision", "int8", "--engines", ",".join(names),
+                                "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    result = json.loads(out.read_text())
+    ran = result["engine_order"]
+    assert ran[:3] == names[:3]
+    for record in result["cases"]:
+        frozen = record["engines"][names[1]]
+        assert frozen["check"]["ok"] and "precision" not in frozen["check"]
+        assert frozen["check"]["tolerance"] == bench.TOLERANCE["float32"]
+        for name in ran[2:]:
+            e = record["engines"][name]
+            if name == "onnxruntime.int8" and record["case"]["cell"] == "gru":
+                assert e["status"] == "n/a" and "LSTM only" in e["reason"]
+                continue
+            assert e["status"] == "ok" and e["median_s"] > 0, (name, e)
+            assert e["check"]["precision"] == "int8" and e["check"]["against"] == "fastrnn"
+            assert e["check"]["max_error"] < check.REDUCED_TOLERANCE["int8"]
+            if name in ("torch.int8", "onnxruntime.int8"):          # really quantized
+                assert e["check"]["max_error"] > 1e-4
+    assert " err " in printed and "in int8 against the full-precision" in printed
+    if "onnxruntime.int8" in ran:
+        assert "n/a onnxruntime.int8: onnxruntime.quantization.quantize_dynamic " \
+               "quantizes LSTM only (its GRU nodes stay float32)" in printed
+
+
+@pytest.mark.skipif(not hasattr(fastrnn, "freeze"), reason="fastrnn.freeze is not built here")
+def test_frozen_engines_run():
+    """The registered frozen engines beside the module, at every precision."""
+    for precision, names in (("float32", "fastrnn,fastrnn.frozen"),
+                             ("bfloat16", "fastrnn,fastrnn.frozen.bfloat16"),
+                             ("int8", "fastrnn,fastrnn.frozen.int8")):
+        assert bench.main(TINY + ["--cells", "lstm", "--modes", "inference,latency",
+                                  "--precision", precision, "--engines", names]) == 0

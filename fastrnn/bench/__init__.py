@@ -17,7 +17,14 @@ Engines
     installed is reported as skipped, never as an error.  An engine whose
     weights are in a reduced precision (``Engine.precision``: bfloat16,
     int8) runs under ``--precision`` of that name, beside the float32
-    engines, and its error against them is printed beside its time.
+    engines, and its error against them is printed beside its time: the
+    largest ``max|a - b| / max|b|`` over the arrays it returns, ``b`` the
+    float32 baseline's.  Those are ``torch.int8`` (``quantize_dynamic``,
+    qint8), ``onnxruntime.int8`` (``DynamicQuantizeLSTM``), ``torch.bfloat16``
+    and, where ``fastrnn.freeze`` exists, ``fastrnn.frozen.bfloat16`` and
+    ``fastrnn.frozen.int8``; ``fastrnn.frozen`` (float32, weights packed
+    once) then joins the float32 engines.  Why an engine did not run a case
+    is printed under the tables (``n/a ...``).
 Commands
     The parent sends every worker the same weights (generated once per case
     from ``--seed``, in ``torch.nn``'s state_dict layout) and the same inputs

@@ -18,7 +18,7 @@ from fastrnn.bench.engines import ENGINES, engine_class, engines_for
 from fastrnn.bench.machine import DEFAULT_GEMM, QUICK_GEMM, gemm_peak, load_average, \
     machine_info
 from fastrnn.bench.plot import plot
-from fastrnn.bench.report import format_check_summary, format_tables
+from fastrnn.bench.report import format_check_summary, format_tables, format_unsupported
 from fastrnn.bench.runner import Progress, run_grid
 from fastrnn.bench.worker import Worker
 
@@ -206,9 +206,9 @@ def main(argv=None):
 
     names = [w.name for w in workers]
     print(format_tables(records, names, gemm_rates))
-    summary = format_check_summary(records)
-    if summary:
-        print(summary)
+    for text in (format_unsupported(records), format_check_summary(records)):
+        if text:
+            print(text)
     for name, e in engines.items():
         if e["status"] == "skipped":
             print(f"skipped {name}: {e['reason']}")

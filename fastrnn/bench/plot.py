@@ -98,11 +98,18 @@ def plot(result, path):
         ax.tick_params(axis="y", which="minor", labelsize="x-small")
     for ax in axes.flat:
         ax.grid(True, which="both", alpha=0.3)
-    for row in axes:
-        if row[-1].get_legend_handles_labels()[0]:
-            row[-1].legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    for row in axes:                # one legend per row: every engine drawn in any panel
+        labelled = {}
+        for ax in row:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                labelled.setdefault(label, handle)
+        if labelled:
+            row[-1].legend(list(labelled.values()), list(labelled), fontsize="x-small",
+                           loc="center left", bbox_to_anchor=(1.0, 0.5))
     machine = result["machine"]
-    fig.suptitle(f"fastrnn bench, {result['config']['dtype']}: {machine['cpu']}, "
+    precision = result["config"].get("precision", "float32")
+    weights = f", --precision {precision}" if precision != "float32" else ""
+    fig.suptitle(f"fastrnn bench, {result['config']['dtype']}{weights}: {machine['cpu']}, "
                  f"{machine['cores']} cores, {result['date'][:10]}")
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")

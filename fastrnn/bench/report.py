@@ -104,6 +104,18 @@ def _cell_text(e, scale, suspect):
             "skipped": "skipped"}.get(e.get("status"), "-")
 
 
+def format_unsupported(records):
+    """Why each ``n/a`` of the tables is one: a line per engine and reason, in the
+    order first met; None when every engine ran every case."""
+    reasons = {}
+    for r in records:
+        for name, e in r["engines"].items():
+            if e.get("status") == "n/a":
+                reasons.setdefault((name, e.get("reason", "")), None)
+    if not reasons:
+        return None
+    return "\n".join(f"n/a {name}: {reason}" for name, reason in reasons)
+
 
 def format_check_summary(records):
     """One line on the numerical check: how many comparisons, how many failed,

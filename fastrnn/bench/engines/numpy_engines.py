@@ -20,22 +20,30 @@ class FastrnnEngine(Engine):
         self.fastrnn = fastrnn
         return fastrnn.__version__
 
-    def prepare(self, case, weights, inputs):
+    def build(self, case, weights):
+        """The module of the case (its cell for latency), the case's weights loaded."""
         fr = self.fastrnn
-        fr.set_num_threads(case.threads)
         dtype = np.dtype(case.dtype)
         extra = {"nonlinearity": "tanh"} if case.cell == "rnn" else {}
         if case.mode == "latency":
             cls = {"rnn": fr.RNNCell, "lstm": fr.LSTMCell, "gru": fr.GRUCell}[case.cell]
             cell = cls(case.I, case.H, **extra, dtype=dtype, seed=0)
             cell.load_state_dict(cell_weights(weights))
-            x, state = step_input(case, inputs)
-            return Prepared(lambda: cell(x, state),
-                            lambda r: state_outputs(case.cell, r, ("h", "c")))
+            return cell
         cls = {"rnn": fr.RNN, "lstm": fr.LSTM, "gru": fr.GRU}[case.cell]
         module = cls(case.I, case.H, **extra, dtype=dtype, seed=0)
         module.load_state_dict(weights)
+        return module
+
+    def prepare(self, case, weights, inputs):
+        self.fastrnn.set_num_threads(case.threads)
+        module = self.build(case, weights)
+        if case.mode == "latency":
+            x, state = step_input(case, inputs)
+            return Prepared(lambda: module(x, state),
+                            lambda r: state_outputs(case.cell, r, ("h", "c")))
         x = inputs["x"]
+        dtype = x.dtype
         if case.mode == "inference":
             return Prepared(lambda: module(x), lambda r: layer_outputs(case, *r))
         dy = np.ones((case.T, case.N, case.H), dtype)

@@ -27,6 +27,11 @@ class TorchEngine(Engine):
             pass
         return self._version()
 
+    def convert(self, case, module):
+        """The module (or cell) to time, made from the float32/float64 one with the
+        case's weights: the module itself here; a reduced precision's copy in a subclass."""
+        return module
+
     def prepare(self, case, weights, inputs):
         torch, nn = self.torch, self.nn
         torch.set_num_threads(case.threads)
@@ -43,6 +48,7 @@ class TorchEngine(Engine):
             cell = cls(case.I, case.H, **extra, dtype=dtype)
             cell.load_state_dict({k: torch.from_numpy(v)
                                   for k, v in cell_weights(weights).items()})
+            cell = self.convert(case, cell)
             x = tensors["x"][0]
             state = ((tensors["h0"][0], tensors["c0"][0]) if case.cell == "lstm"
                      else tensors["h0"][0])
@@ -55,6 +61,7 @@ class TorchEngine(Engine):
         cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[case.cell]
         module = cls(case.I, case.H, **extra, dtype=dtype)
         module.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        module = self.convert(case, module)
         x = tensors["x"]
         if case.mode == "inference":
             def infer():
