@@ -13,7 +13,7 @@ import pytest
 
 import fastrnn
 from fastrnn import bench
-from fastrnn.bench import check, engines, onnx_graph
+from fastrnn.bench import check, engines
 from fastrnn.bench.engines import reduced_engines
 
 # A tiny grid: I != H catches transposed weights; every cell, mode and engine.
@@ -134,7 +134,8 @@ def test_default_config_is_unchanged():
                                                      list(bench.DEFAULT_SHAPES))
     frozen = ["fastrnn.frozen"] if hasattr(fastrnn, "freeze") else []
     assert args.engines == bench.engines_for() == ["fastrnn", "reference", "torch",
-                                                   "onnxruntime", "fastrnn.torch"] + frozen
+                                                   "onnxruntime", "fastrnn.torch",
+                                                   "fastrnn.onnx"] + frozen
     assert (args.rounds, args.target_time, args.gemm_size, args.step_size) == (7, 0.1, 2048, 256)
     assert args.precision == "float32" and args.grid == "default"
 
@@ -256,48 +257,35 @@ def test_compare_outputs():
     assert not bench.compare_outputs(nan, b, 1e-4)["ok"]
 
 
-def test_onnx_graph_gate_order():
-    pytest.importorskip("onnx")
-    case = bench.Case("lstm", "inference", 2, 1, 3, 2, 1)
-    weights, _ = bench.make_problem(case)
-    model = bench.onnx_model(case, weights)     # the benchmark's one call site
-    from onnx import numpy_helper
-    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    w_ih = weights["weight_ih_l0"]            # torch: i, f, g, o; ONNX: i, o, f, c
-    assert np.array_equal(init["W"][0], np.concatenate([w_ih[0:2], w_ih[6:8], w_ih[2:4],
-                                                        w_ih[4:6]]))
-    assert init["B"].shape == (1, 16)
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [2, 1, 3] and [o.name for o in model.graph.output] == ["Y", "Y_h", "Y_c"]
-
-
-def test_onnx_graph_runs_like_the_reference():
-    """build_model with symbolic T and N and an initial state: onnxruntime on two
-    shapes of one graph matches the reference, GRU with linear_before_reset."""
+def test_onnx_graph_is_the_export_and_both_sessions_run_it():
+    """The benchmark times fastrnn.onnx's export of the case's module (one
+    implementation of the graph); onnxruntime and fastrnn.onnx's session both
+    match the reference on it, inference and the latency step."""
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
+    import fastrnn.onnx
     from fastrnn import reference
     from fastrnn._cell import Cell
-    case = bench.Case("gru", "inference", 4, 3, 5, 6, 1)
-    weights, _ = bench.make_problem(case)
-    model = onnx_graph.build_model("gru", weights, initial_state=True)
-    assert [n.op_type for n in model.graph.node] == ["GRU"]
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_param for d in dims[:2]] == ["T", "N"]
-    session = ort.InferenceSession(model.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(1)
-    for T, N in ((4, 3), (2, 1)):
-        x = rng.uniform(-1, 1, (T, N, 5)).astype(np.float32)
-        h0 = rng.uniform(-1, 1, (1, N, 6)).astype(np.float32)
-        y, h_n = session.run(None, {"X": x, "initial_h": h0})
-        y_ref, (h_ref,), _ = reference.forward(Cell.make("gru"), x, (h0,), weights)
-        assert np.allclose(y[:, 0], y_ref, atol=1e-5) and np.allclose(h_n, h_ref, atol=1e-5)
-    only_state = onnx_graph.build_model("lstm", bench.make_problem(
-        bench.Case("lstm", "latency", 1, 1, 3, 2, 1))[0], output_sequence=False)
-    assert [o.name for o in only_state.graph.output] == ["Y_h", "Y_c"]
-    with pytest.raises(ValueError, match="cell"):
-        onnx_graph.build_model("elman", weights)
+    from fastrnn.bench.engines.ort_engines import _session_call
+    for case in (bench.Case("gru", "inference", 4, 3, 5, 6, 1),
+                 bench.Case("lstm", "latency", 1, 1, 3, 2, 1)):
+        weights, inputs = bench.make_problem(case)
+        model = bench.onnx_model(case, weights)     # the benchmark's one call site
+        assert [n.op_type for n in model.graph.node] == [case.cell.upper(), "Squeeze"]
+        state0 = tuple(inputs[s] for s in ("h0", "c0") if s in inputs) or None
+        y_ref, state_ref, _ = reference.forward(Cell.make(case.cell), inputs["x"], state0,
+                                                weights)
+        for session in (ort.InferenceSession(model.SerializeToString(),
+                                             providers=["CPUExecutionProvider"]),
+                        fastrnn.onnx.InferenceSession(model)):
+            prepared = _session_call(session, case, inputs)
+            out = prepared.collect(prepared.call())
+            if case.mode == "inference":
+                assert np.allclose(out["y"], y_ref, atol=1e-5)
+                assert np.allclose(out["h_n"], state_ref[0], atol=1e-5)
+            else:
+                assert np.allclose(out["h"], state_ref[0][0], atol=1e-5)
+                assert np.allclose(out["c"], state_ref[1][0], atol=1e-5)
 
 
 def test_smoke_run(tmp_path, capsys):
@@ -395,7 +383,7 @@ def test_dynamic_quantize_lstm_check():
     case = bench.Case("lstm", "inference", 2, 1, 3, 4, 1)
     quantized = reduced_engines.quantize_lstm_graph(bench.onnx_model(case, bench.make_problem(
         case)[0]))
-    assert [n.op_type for n in quantized.graph.node] == ["DynamicQuantizeLSTM"]
+    assert [n.op_type for n in quantized.graph.node] == ["DynamicQuantizeLSTM", "Squeeze"]
     gru = bench.Case("gru", "inference", 2, 1, 3, 4, 1)
     with pytest.raises(bench.Unsupported, match="no DynamicQuantizeLSTM node .*has GRU"):
         reduced_engines.quantize_lstm_graph(bench.onnx_model(gru, bench.make_problem(gru)[0]))

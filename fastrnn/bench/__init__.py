@@ -83,8 +83,6 @@ Where each part lives
 ``engines``
     :class:`Engine` and the registry (``ENGINES``, ``engine_class``,
     ``engines_for``); one module per library family.
-``onnx_graph``
-    the one-node ONNX graph ONNX Runtime's engines time.
 ``worker``
     the process per engine and the protocol spoken over its pipe.
 ``check``

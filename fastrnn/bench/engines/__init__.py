@@ -2,7 +2,7 @@
 
 An engine is an :class:`Engine` subclass (``base.py``), one module per
 library family: ``numpy_engines`` (fastrnn, the reference),
-``torch_engines`` (torch, fastrnn.torch), ``ort_engines`` (ONNX Runtime),
+``torch_engines`` (torch, fastrnn.torch), ``ort_engines`` (ONNX Runtime, and fastrnn.onnx's session on the same graph),
 ``frozen_engines`` (fastrnn's frozen modules, in each precision) and
 ``reduced_engines`` (the peers at reduced precision: PyTorch's and ONNX
 Runtime's dynamically quantized layers, PyTorch in bfloat16).
@@ -24,14 +24,14 @@ from fastrnn.bench.engines.base import Engine, Prepared, Unsupported
 from fastrnn.bench.engines.frozen_engines import (FrozenBfloat16Engine, FrozenEngine,
                                                   FrozenInt8Engine)
 from fastrnn.bench.engines.numpy_engines import FastrnnEngine, ReferenceEngine
-from fastrnn.bench.engines.ort_engines import OnnxRuntimeEngine, onnx_model
+from fastrnn.bench.engines.ort_engines import FastrnnOnnxEngine, OnnxRuntimeEngine, onnx_model
 from fastrnn.bench.engines.reduced_engines import (OnnxRuntimeInt8Engine, TorchBfloat16Engine,
                                                    TorchInt8Engine)
 from fastrnn.bench.engines.torch_engines import FastrnnTorchEngine, TorchEngine
 
 __all__ = ["Engine", "Prepared", "Unsupported", "ENGINES", "engine_class", "engines_for",
            "FastrnnEngine", "ReferenceEngine", "TorchEngine", "FastrnnTorchEngine",
-           "OnnxRuntimeEngine", "onnx_model", "build_registry", "FrozenEngine",
+           "OnnxRuntimeEngine", "FastrnnOnnxEngine", "onnx_model", "build_registry", "FrozenEngine",
            "FrozenBfloat16Engine", "FrozenInt8Engine", "TorchInt8Engine", "TorchBfloat16Engine",
            "OnnxRuntimeInt8Engine"]
 
@@ -58,6 +58,7 @@ def build_registry(frozen):
         "torch": TorchEngine,
         "onnxruntime": OnnxRuntimeEngine,
         "fastrnn.torch": FastrnnTorchEngine,
+        "fastrnn.onnx": FastrnnOnnxEngine,
     }
     if frozen:
         engines.update({"fastrnn.frozen": FrozenEngine,

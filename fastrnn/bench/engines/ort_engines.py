@@ -5,19 +5,23 @@ from fastrnn.bench.engines.base import Engine, Prepared, Unsupported
 
 
 def onnx_model(case, weights):
-    """The graph ONNX Runtime's engines time for ``case``: the one call site.
+    """The graph the ONNX engines time for ``case``: the one call site.
 
-    Inference graphs output ``Y`` and the final state; latency graphs take
-    the initial state and output only the new one.
+    ``fastrnn.onnx.to_model`` of the case's one-layer module (one recurrent
+    node and the ``Squeeze`` that gives ``y`` the module's shape), with the
+    initial state as inputs for the latency case.
 
     Returns
     -------
     onnx.ModelProto
+        Inputs ``x`` (then ``h0``, ``c0``), outputs ``y``, ``h_n`` (``c_n``).
     """
-    from fastrnn.bench.onnx_graph import build_model
-    latency = case.mode == "latency"
-    return build_model(case.cell, weights, seq_len=case.T, batch=case.N,
-                       initial_state=latency, output_sequence=not latency)
+    import fastrnn
+    from fastrnn.onnx import to_model
+    module = {"rnn": fastrnn.RNN, "lstm": fastrnn.LSTM, "gru": fastrnn.GRU}[case.cell](
+        case.I, case.H, dtype=case.dtype, seed=0)
+    module.load_state_dict(weights)
+    return to_model(module, initial_state=case.mode == "latency")
 
 
 class OnnxRuntimeEngine(Engine):
@@ -50,22 +54,41 @@ class OnnxRuntimeEngine(Engine):
         if case.dtype != "float32":     # its LSTM and GRU: "does not support double yet"
             raise Unsupported("onnxruntime's CPU RNN kernels run float32 only")
         session = self.session(case, self.model(case, weights).SerializeToString())
-        names = [o.name for o in session.get_outputs()]
-        feeds = {"X": inputs["x"]}
-        if case.mode == "latency":
-            feeds["initial_h"] = inputs["h0"]
-            if case.cell == "lstm":
-                feeds["initial_c"] = inputs["c0"]
-        keys = {"Y": "y", "Y_h": "h_n", "Y_c": "c_n"} if case.mode == "inference" else \
-            {"Y_h": "h", "Y_c": "c"}
+        return _session_call(session, case, inputs)
 
-        def collect(result):
-            out = {}
-            for name, value in zip(names, result):
-                if name == "Y":                         # (T, 1, N, H) -> (T, N, H)
-                    value = value[:, 0]
-                elif case.mode == "latency":            # (1, N, H) -> (N, H)
-                    value = value[0]
-                out[keys[name]] = value
-            return out
-        return Prepared(lambda: session.run(names, feeds), collect)
+
+def _session_call(session, case, inputs):
+    """``Prepared`` for a session with onnxruntime's interface on ``onnx_model``'s
+    graph: inference returns ``y``, ``h_n`` (``c_n``); latency the new state."""
+    states = ["h0", "c0"] if case.cell == "lstm" else ["h0"]
+    feeds = {"x": inputs["x"]}
+    if case.mode == "latency":
+        feeds.update({s: inputs[s] for s in states})
+        names = [f"{s[0]}_n" for s in states]
+        keys = {f"{s[0]}_n": s[0] for s in states}
+    else:
+        names = ["y"] + [f"{s[0]}_n" for s in states]
+        keys = {name: name for name in names}
+
+    def collect(result):
+        return {keys[name]: value[0] if case.mode == "latency" else value
+                for name, value in zip(names, result)}
+    return Prepared(lambda: session.run(names, feeds), collect)
+
+
+class FastrnnOnnxEngine(OnnxRuntimeEngine):
+    """``fastrnn.onnx.InferenceSession`` on the very graph onnxruntime times:
+    code written for onnxruntime, switched by an import (inference only)."""
+
+    def load(self):
+        import fastrnn.onnx
+        self.session_class = fastrnn.onnx.InferenceSession
+        return fastrnn.__version__
+
+    def session(self, case, model):
+        options = type("SessionOptions", (), {"intra_op_num_threads": case.threads})()
+        return self.session_class(model, options)
+
+    def prepare(self, case, weights, inputs):   # float32 and float64 alike
+        session = self.session(case, self.model(case, weights).SerializeToString())
+        return _session_call(session, case, inputs)
