@@ -1,7 +1,6 @@
 """The machine: the FLOP rate of one large GEMM (the practical limit beside
 every figure) and a description of the CPU, the libraries and the load."""
 
-import importlib.metadata
 import os
 import platform
 import time
@@ -60,37 +59,23 @@ def load_average():
 
 
 def machine_info():
-    """CPU, cores, platform and library versions (without importing torch or onnx)."""
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and cpu in ("", platform.machine()):
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    versions = {}
-    for package in ("fastrnn", "numpy", "scipy", "threadpoolctl", "torch", "onnxruntime",
-                    "onnx"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    info = {"cpu": cpu, "cores": all_cores(), "logical_cpus": os.cpu_count(),
+    """CPU, cores, platform and library versions (without importing torch or onnx).
+
+    The facts ``fastrnn.show_config`` reports, read by the same helpers, plus
+    the load average.
+    """
+    import fastrnn
+    from fastrnn import _config
+
+    model, flags = _config._cpuinfo()
+    versions = {"fastrnn": fastrnn.__version__}
+    versions.update((k, v) for k, v in _config._versions().items() if k != "python")
+    return {"cpu": model or platform.processor() or platform.machine(), "cores": all_cores(),
+            "logical_cpus": os.cpu_count(),
             "simd": [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16",
-                                 "amx_tile") if f in flags],
+                                 "avx512_vnni", "avx_vnni", "amx_tile") if f in flags],
             "platform": platform.platform(), "python": platform.python_version(),
-            "versions": versions, "load_average": load_average()}
-    try:
-        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS)
-        from threadpoolctl import threadpool_info
-        info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture",
-                                                 "threading_layer", "filepath")}
-                        for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    except ImportError:
-        pass
-    return info
-
-
+            "versions": versions, "load_average": load_average(),
+            "blas": [{k: lib.get(k) for k in ("internal_api", "version", "architecture",
+                                              "threading_layer", "filepath")}
+                     for lib in _config._loaded_libraries("blas")]}
