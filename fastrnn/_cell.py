@@ -11,6 +11,35 @@ from dataclasses import dataclass
 # weight_peephole the LSTM peepholes (gates i, f, o).
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_peephole")
 
+
+def suffix(direction):
+    """The state_dict suffix of a direction: ``""`` or ``"_reverse"``."""
+    return "_reverse" if direction else ""
+
+
+def layer_weights(params, layer, n_dirs):
+    """The weights of one layer, a dict per direction, from state_dict-named ``params``.
+
+    Parameters
+    ----------
+    params : mapping
+        torch's names: ``weight_ih_l{k}{suffix}``, ``weight_hh_l{k}{suffix}``,
+        ``bias_ih_l{k}{suffix}``, ``bias_hh_l{k}{suffix}``,
+        ``weight_hr_l{k}{suffix}``, ``weight_peephole_l{k}{suffix}``, suffix
+        ``""`` or ``"_reverse"``; biases, projections and peepholes may be
+        absent.
+    layer : int
+    n_dirs : int
+
+    Returns
+    -------
+    list of dict
+        ``n_dirs`` dicts keyed by ``fastrnn._cell.WEIGHT_NAMES``, None where
+        absent: what ``layer_forward`` and ``layer_backward`` take.
+    """
+    return [{name: params.get(f"{name}_l{layer}{suffix(d)}") for name in WEIGHT_NAMES}
+            for d in range(n_dirs)]
+
 # Gates per cell, in PyTorch's order: RNN (one), LSTM (i, f, g, o), GRU (r, z, n).
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 

@@ -19,39 +19,11 @@ L layers, D directions (direction 1 runs in reverse).
 import numpy as np
 
 from fastrnn import _core
-from fastrnn._cell import WEIGHT_NAMES
+from fastrnn._cell import WEIGHT_NAMES, layer_weights, suffix
 from fastrnn.threads import get_num_threads
 
 __all__ = ["stack_forward", "stack_backward", "layer_forward", "layer_backward",
            "layer_weights"]
-
-
-def _suffix(direction):
-    return "_reverse" if direction else ""
-
-
-def layer_weights(params, layer, n_dirs):
-    """The weights of one layer, a dict per direction, from state_dict-named ``params``.
-
-    Parameters
-    ----------
-    params : mapping
-        torch's names: ``weight_ih_l{k}{suffix}``, ``weight_hh_l{k}{suffix}``,
-        ``bias_ih_l{k}{suffix}``, ``bias_hh_l{k}{suffix}``,
-        ``weight_hr_l{k}{suffix}``, ``weight_peephole_l{k}{suffix}``, suffix
-        ``""`` or ``"_reverse"``; biases, projections and peepholes may be
-        absent.
-    layer : int
-    n_dirs : int
-
-    Returns
-    -------
-    list of dict
-        ``n_dirs`` dicts keyed by ``fastrnn._cell.WEIGHT_NAMES``, None where
-        absent: what ``layer_forward`` and ``layer_backward`` take.
-    """
-    return [{name: params.get(f"{name}_l{layer}{_suffix(d)}") for name in WEIGHT_NAMES}
-            for d in range(n_dirs)]
 
 
 def stack_forward(cells_per_layer, params, x, h0, c0, *, lengths=None, dropout_masks=None,
@@ -167,7 +139,7 @@ def stack_backward(cells_per_layer, params, x, h0, c0, saved, dy, dh_n, dc_n, *,
         for d, direction_grads in enumerate(layer_grads):
             for name, grad in direction_grads.items():
                 if grad is not None:
-                    grads[f"{name}_l{k}{_suffix(d)}"] = grad
+                    grads[f"{name}_l{k}{suffix(d)}"] = grad
         d_out = dx * dropout_masks[k - 1] if k > 0 and dropout_masks is not None else dx
     return d_out, dh0, dc0, grads
 

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from fastrnn import functional
-from fastrnn._cell import GATES
+from fastrnn._cell import GATES, suffix
 from fastrnn._checks import (check_call_sizes, check_cell_clip, check_dropout, check_dtype,
                              check_flag, check_int, check_layer_sizes, check_lengths,
                              contiguous, describe, direction_cells, float_array,
@@ -120,7 +120,7 @@ class _RNNBase(Parameters):
         shapes = {}
         for k in range(num_layers):
             for d in range(D):
-                sfx = f"_l{k}" + ("_reverse" if d else "")
+                sfx = f"_l{k}{suffix(d)}"
                 shapes["weight_ih" + sfx] = (G * H, input_size if k == 0 else D * H_out)
                 shapes["weight_hh" + sfx] = (G * H, H_out)
                 if bias:

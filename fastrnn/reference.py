@@ -72,7 +72,7 @@ as tuples and zeros by default, as torch.nn.RNN / LSTM / GRU take them.
 
 import numpy as np
 
-from fastrnn._cell import WEIGHT_NAMES, Cell
+from fastrnn._cell import WEIGHT_NAMES, Cell, layer_weights, suffix
 
 __all__ = ["activation", "activation_grad", "round_bfloat16", "quantize_weight",
            "quantize_rows", "product", "direction_forward", "direction_backward",
@@ -645,10 +645,6 @@ def direction_backward(cache, dy, dstate_n):
 # One layer and the whole stack, with the arguments and results of
 # fastrnn.functional's kernel calls (the same call runs through either)
 
-def _suffix(direction):
-    return "_reverse" if direction else ""
-
-
 def layer_forward(cells, x, h0, c0, weights, *, lengths=None, training=False, n_threads=None,
                   h_n=None, c_n=None, precision=None):
     """One layer, all its directions: ``fastrnn.functional.layer_forward`` in NumPy.
@@ -699,12 +695,6 @@ def layer_backward(cells, x, h0, c0, weights, saved, dy, dh_n, dc_n, *, lengths=
     return dx, dh0, dc0, grads
 
 
-def _layer_params(params, k, n_dirs):
-    """Layer ``k``'s weights, one dict per direction, from torch's state_dict names."""
-    return [{name: params.get(f"{name}_l{k}{_suffix(d)}") for name in WEIGHT_NAMES}
-            for d in range(n_dirs)]
-
-
 def stack_forward(cells_per_layer, params, x, h0, c0, *, lengths=None, dropout_masks=None,
                   training=False, n_threads=None, precision=None):
     """A stack of layers: ``fastrnn.functional.stack_forward`` in NumPy.
@@ -725,7 +715,7 @@ def stack_forward(cells_per_layer, params, x, h0, c0, *, lengths=None, dropout_m
             inp = inp * np.asarray(dropout_masks[k - 1], dtype=x.dtype)
         rows = slice(k * D, (k + 1) * D)
         inp, _, _, layer_caches = layer_forward(
-            cells, inp, h0[rows], c0[rows] if lstm else None, _layer_params(params, k, D),
+            cells, inp, h0[rows], c0[rows] if lstm else None, layer_weights(params, k, D),
             lengths=lengths, training=True, h_n=h_n[rows], c_n=c_n[rows] if lstm else None,
             precision=precision)
         caches.append(layer_caches)
@@ -753,7 +743,7 @@ def stack_backward(cells_per_layer, params, x, h0, c0, saved, dy, dh_n, dc_n, *,
             None if dc_n is None else dc_n[rows], dh0=dh0[rows],
             dc0=dc0[rows] if lstm else None)
         for d, dw in enumerate(layer_grads):
-            grads.update({f"{name}_l{k}{_suffix(d)}": g for name, g in dw.items()
+            grads.update({f"{name}_l{k}{suffix(d)}": g for name, g in dw.items()
                           if g is not None})
         d_out = d_in * dropout_masks[k - 1] if (k > 0 and dropout_masks is not None) else d_in
     return d_out, dh0, dc0, grads

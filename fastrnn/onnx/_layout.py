@@ -10,7 +10,7 @@ peepholes i, f, o.  Export, load and the session convert through here.
 
 import numpy as np
 
-from fastrnn._cell import ACTIVATIONS, GATES
+from fastrnn._cell import ACTIVATIONS, GATES, suffix
 
 #: ONNX operator -> fastrnn mode, and back.
 MODES = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
@@ -28,11 +28,6 @@ PEEPHOLE_ORDER = (0, 2, 1)
 def _reorder(a, blocks, order):
     parts = np.split(a, blocks, axis=0)
     return np.concatenate([parts[k] for k in order])
-
-
-def suffix(direction):
-    """The state_dict suffix of a direction: ``""`` or ``"_reverse"``."""
-    return "_reverse" if direction else ""
 
 
 def onnx_weights(mode, params, layer, n_dirs):
