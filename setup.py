@@ -74,8 +74,8 @@ def extension():
         cflags.append("-march=native")
     return Extension(
         "fastrnn._core",
-        sources=["fastrnn/_core.pyx", "csrc/common.c", "csrc/kernels_f32.c",
-                 "csrc/kernels_f64.c"],
+        sources=["fastrnn/_core.pyx", "csrc/cpu.c", "csrc/plan.c", "csrc/avx512.c",
+                 "csrc/kernels_f32.c", "csrc/kernels_f64.c"],
         include_dirs=["csrc"],
         depends=[os.path.join("csrc", f) for f in os.listdir("csrc")],
         extra_compile_args=cflags,

@@ -1,5 +1,5 @@
-/* Gate activations of one dtype, included by kernels_f32.c / kernels_f64.c with
- * REAL set.  The sigmoid and tanh of float are written here, branch-free and
+/* Gate activations of one dtype, a body included by kernels_f32.c and
+ * kernels_f64.c with REAL set.  The sigmoid and tanh of float are written here, branch-free and
  * vectorisable (libm's are neither), accurate to a few ulp; double uses libm.
  * NaN propagates and +-inf saturates, as in PyTorch. */
 #include <math.h>
@@ -96,81 +96,6 @@ static inline REAL clip_value(REAL clip, REAL x)
 #define FR_CLONES
 #endif
 
-#if FR_REAL_IS_FLOAT && FR_HAVE_AVX512_KERNEL
-/* The float sigmoid and tanh sixteen at a time, for CPUs with AVX-512: fr_exp's
- * steps as fused multiply-adds, and each division as a 14-bit reciprocal
- * estimate refined by one Newton step (within an ulp of the quotient) in
- * place of a vector division, which perf showed as the gate pass's hot spot. */
-#define FR_AVX512 __attribute__((target("avx512f"), always_inline)) static inline
-
-FR_AVX512 __m512 fr_exp16(__m512 x)
-{
-    /* clamp with x second: max/min return their second operand for NaN */
-    x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-88.0f), x));
-    const __m512 shifter = _mm512_set1_ps(12582912.0f);
-    __m512 kf = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter);
-    __m512i kbits = _mm512_castps_si512(kf);
-    kf = _mm512_sub_ps(kf, shifter);
-    __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(1.42860682030941723e-06f), r);
-    __m512 p = _mm512_set1_ps(1.98412698e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.38888889e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.33333333e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.16666667e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.66666667e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    __m512i sbits = _mm512_slli_epi32(
-        _mm512_add_epi32(kbits, _mm512_set1_epi32((int)(127u - 0x4B400000u))), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(sbits));
-}
-
-FR_AVX512 __m512 fr_recip16(__m512 d)
-{
-    __m512 r = _mm512_rcp14_ps(d);
-    return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
-}
-
-FR_AVX512 __m512 fr_sigmoid16(__m512 x)
-{
-    const __m512 one = _mm512_set1_ps(1.0f);
-    return fr_recip16(_mm512_add_ps(one, fr_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-}
-
-FR_AVX512 __m512 fr_tanh16(__m512 x)
-{
-    const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
-    __m512i xi = _mm512_castps_si512(x);
-    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
-    __m512 x2 = _mm512_mul_ps(x, x);
-    __m512 q = _mm512_set1_ps(-8.86323552e-3f);
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(2.18694885e-2f));
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-5.39682540e-2f));
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(1.33333333e-1f));
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-3.33333333e-1f));
-    __m512 small = _mm512_mul_ps(x, _mm512_fmadd_ps(q, x2, one)); /* keeps tanh(-0) = -0 */
-    __m512 e = fr_exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), ax));
-    __m512 big = _mm512_mul_ps(_mm512_sub_ps(one, e), fr_recip16(_mm512_add_ps(one, e)));
-    big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big),
-                                              _mm512_and_si512(xi, sign)));
-    __mmask16 near0 = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.25f), _CMP_LT_OQ);
-    return _mm512_mask_blend_ps(near0, big, small);
-}
-
-/* out[j] = sigmoid(pre[j]) or tanh(pre[j]) for j < n. */
-__attribute__((target("avx512f"))) static void act_forward16(int tanh_, const float *pre,
-                                                             float *out, int64_t n)
-{
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = fr_mask(n - j);
-        __m512 x = _mm512_maskz_loadu_ps(m, pre + j);
-        _mm512_mask_storeu_ps(out + j, m, tanh_ ? fr_tanh16(x) : fr_sigmoid16(x));
-    }
-}
-#endif
-
 /* out[j] = act(clip(pre[j])) for j < n.  The common activations get their own
  * loop so that the compiler vectorises them. */
 FR_CLONES static void act_forward(const fr_act *act, REAL clip, const REAL *restrict pre,
@@ -180,9 +105,9 @@ FR_CLONES static void act_forward(const fr_act *act, REAL clip, const REAL *rest
         const REAL a = (REAL)act->alpha, b = (REAL)act->beta;
         for (int64_t j = 0; j < n; j++)
             out[j] = act_value(act->code, a, b, clip_value(clip, pre[j]));
-#if FR_REAL_IS_FLOAT && FR_HAVE_AVX512_KERNEL
-    } else if (fr_packed_enabled()) {
-        act_forward16(act->code == FR_TANH, pre, out, n);
+#if FR_REAL_IS_FLOAT && FR_HAVE_AVX512
+    } else if (fr_packed_enabled()) { /* sixteen at a time (avx512.c) */
+        fr_act_avx512(act->code == FR_TANH, pre, out, n);
 #endif
     } else if (act->code == FR_SIGMOID) {
 #pragma omp simd

@@ -102,10 +102,30 @@ fr_status fr_backward_f64(const fr_blas *blas, const fr_cell *cell, const fr_dim
                           const int64_t *lengths, const double *x, double *dx,
                           const fr_layer_f64 *dirs, double *ws, int n_threads);
 
-/* 1 when the float32 AVX-512 kernels run (on a CPU that has AVX-512): the
- * products over weights packed once per call, the few-row dot products and
- * the vector sigmoid and tanh.  fr_set_packed(0) sends the products to BLAS
- * and the activations to the generic vectorised loops. */
+/* Gates per cell: RNN 1, LSTM 4 (i, f, g, o), GRU 3 (r, z, n). */
+static inline int fr_gates(int mode) { return mode == FR_LSTM ? 4 : mode == FR_GRU ? 3 : 1; }
+
+/* Reads the CPU's features and takes the one decision that depends on them:
+ * whether the float32 products run on the packed AVX-512 path.  Call it once,
+ * before any kernel runs (fastrnn._core calls it at import); until then the
+ * kernels take the BLAS path.  Calling it again changes nothing. */
+void fr_init(void);
+
+/* The CPU's features as fr_init read them (0 before fr_init), under the names
+ * of /proc/cpuinfo; 0 where the compiler cannot ask for one. */
+typedef struct {
+    int avx2, fma, avx512f, avx512_bf16, avx512_vnni, avx_vnni;
+} fr_cpu_features;
+
+fr_cpu_features fr_cpu_flags(void);
+
+/* 1 when the float32 products run on the packed path: weights packed once per
+ * call into panels (avx512.h) and multiplied by AVX-512 kernels, with the
+ * few-row dot products and the vector sigmoid and tanh that go with them.
+ * Only on a CPU with AVX-512, after fr_init.  fr_set_packed(0) sends the
+ * products to BLAS and the activations to the generic vectorised loops;
+ * fr_set_packed(1) takes the packed path back where the CPU has it.  Set it
+ * between calls, never while a kernel runs. */
 int fr_packed_enabled(void);
 void fr_set_packed(int enabled);
 

@@ -1,5 +1,5 @@
 /* How a call splits its work over threads, and where its scratch lies.
- * Shared by the kernels (kernels_f32.c, kernels_f64.c) and fr_workspace_size. */
+ * Shared by the drivers (forward.h, backward.h) and fr_workspace_size (plan.c). */
 #ifndef FASTRNN_PLAN_H
 #define FASTRNN_PLAN_H
 
@@ -20,8 +20,8 @@ typedef struct {
  * direction d starts at d * per_dir, thread k's own scratch at
  * n_dirs * per_dir + k * per_thread. */
 typedef struct {
-    size_t h, c, hfull, rh, hg, wpack, wpack_ih, xg; /* forward */
-    size_t dgx, daux, dhout, dh, dc, dhg, dhtot, dhsc; /* backward (and wpack) */
+    size_t h, c, hfull, rh, hg, panels_hh, panels_ih, xg; /* forward */
+    size_t dgx, daux, dhout, dh, dc, dhg, dhtot, dhsc; /* backward (and panels_hh) */
     size_t per_dir, per_thread, total;
 } fr_layout;
 
@@ -41,7 +41,5 @@ static inline int fr_worth_packing(const fr_dims *d)
 {
     return d->seq_len >= 2 && d->seq_len * d->batch >= 8;
 }
-
-static inline int fr_gates(int mode) { return mode == FR_LSTM ? 4 : mode == FR_GRU ? 3 : 1; }
 
 #endif

@@ -16,6 +16,29 @@ cdef extern from "fastrnn.h" nogil:
         FR_OK
         FR_ERR_ARGUMENT
 
+    # fastrnn._cell.GATES's modes; _core checks them at import
+    enum:
+        FR_RNN
+        FR_LSTM
+        FR_GRU
+
+    # fastrnn._cell.ACTIVATIONS, in order (ACTIVATION_CODES); _core checks them at import
+    enum:
+        FR_SIGMOID
+        FR_TANH
+        FR_RELU
+        FR_HARDSIGMOID
+        FR_LEAKYRELU
+        FR_THRESHOLDEDRELU
+        FR_SCALEDTANH
+        FR_AFFINE
+        FR_ELU
+        FR_SOFTSIGN
+        FR_SOFTPLUS
+        FR_N_ACTIVATIONS
+
+    int fr_gates(int mode)
+
     ctypedef struct fr_act:
         int code
         double alpha, beta
@@ -103,6 +126,12 @@ cdef extern from "fastrnn.h" nogil:
     fr_status fr_backward_f64(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
                               const int64_t *lengths, const double *x, double *dx,
                               const fr_layer_f64 *dirs, double *ws, int n_threads)
+    void fr_init()
+
+    ctypedef struct fr_cpu_features:
+        int avx2, fma, avx512f, avx512_bf16, avx512_vnni, avx_vnni
+
+    fr_cpu_features fr_cpu_flags()
     int fr_openmp_enabled()
     int fr_packed_enabled()
     void fr_set_packed(int enabled)

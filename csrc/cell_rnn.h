@@ -1,7 +1,8 @@
-/* Elman RNN, one dtype (included by kernels_f32.c / kernels_f64.c).
+/* Elman RNN, one dtype: a body included by kernels_f32.c and kernels_f64.c.
  *   h' = f(W_ih x + b_ih + W_hh h + b_hh)
  * Scratch: hg (N, H) the recurrent product; training saves the pre-activation
- * and the state each step started from. */
+ * and the state each step started from.  Threads: a step runs on the thread's
+ * rows and units (context.h); its products go through products.h. */
 
 FR_CLONES static void rnn_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
 {
@@ -54,5 +55,5 @@ FR_CLONES static void rnn_step_backward(const ctx *c, const work *w, int64_t s, 
         }
     }
     BARRIER_IF(w->sync);
-    recurrent_grad_product(c, w, dhnext, dh_product_depth(c));
+    dh_product(c, w, dhnext, dh_product_depth(c));
 }

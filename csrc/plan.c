@@ -1,22 +1,9 @@
-/* The parts of the kernels that do not depend on the dtype: the thread plan,
- * the workspace layout and their sizes. */
+/* How a call splits its work over threads and where its scratch lies: the
+ * thread plan, the workspace layout (per direction, then per thread) and the
+ * saved block of training, and their sizes (fr_workspace_size,
+ * fr_saved_size).  Shared by both dtypes; no kernels here. */
 #include "plan.h"
-#include "threads.h"
-#include "packed.h"
-
-static int packed_enabled = -1; /* -1: not asked yet */
-
-int fr_packed_enabled(void)
-{
-    if (packed_enabled < 0)
-        packed_enabled = FR_HAVE_AVX512_KERNEL && fr_cpu_has_avx512();
-    return packed_enabled;
-}
-
-void fr_set_packed(int enabled)
-{
-    packed_enabled = enabled ? FR_HAVE_AVX512_KERNEL && fr_cpu_has_avx512() : 0;
-}
+#include "avx512.h"
 
 /* Below this many multiply-adds per step, or per call, a second thread costs
  * more than it saves (waking it, and a barrier or two). */
@@ -92,7 +79,7 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
         FR_TAKE(dhtot, N * P);
         FR_TAKE(dhsc, (P || gru_orig) ? N * H : 0);
         /* W_hh packed per thread for the dh product (float32, AVX-512) */
-        FR_TAKE(wpack, fr_worth_packing(d) ? GH * (Hout + FR_PANEL * (size_t)plan->per_team) : 0);
+        FR_TAKE(panels_hh, fr_worth_packing(d) ? GH * (Hout + FR_PANEL * (size_t)plan->per_team) : 0);
     } else {
         FR_TAKE(h, 2 * N * Hout);
         FR_TAKE(c, lstm ? N * H : 0);
@@ -100,10 +87,10 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
         FR_TAKE(rh, gru_orig ? N * H : 0);
         FR_TAKE(hg, N * GH);
         /* W_hh packed per thread, gate by gate (float32, AVX-512) */
-        FR_TAKE(wpack, fr_worth_packing(d) ? G * (H + FR_PANEL * (size_t)plan->per_team) * Hout : 0);
+        FR_TAKE(panels_hh, fr_worth_packing(d) ? G * (H + FR_PANEL * (size_t)plan->per_team) * Hout : 0);
         /* W_ih packed per thread, its columns of the input GEMM (float32, AVX-512) */
-        FR_TAKE(wpack_ih, fr_worth_packing(d)
-                              ? (GH + FR_PANEL * (size_t)plan->per_team) * (size_t)d->input_size : 0);
+        FR_TAKE(panels_ih, fr_worth_packing(d)
+                               ? (GH + FR_PANEL * (size_t)plan->per_team) * (size_t)d->input_size : 0);
         FR_TAKE(xg, pass == FR_PASS_INFERENCE ? (size_t)plan->chunk * N * GH : 0);
     }
 #undef FR_TAKE
@@ -142,13 +129,4 @@ size_t fr_workspace_size(const fr_cell *cell, const fr_dims *d, int pass, int n_
 size_t fr_saved_size(const fr_cell *cell, const fr_dims *d)
 {
     return fr_make_saved_layout(cell, d).total;
-}
-
-int fr_openmp_enabled(void)
-{
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
 }

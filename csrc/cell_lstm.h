@@ -1,10 +1,12 @@
-/* LSTM, one dtype (included by kernels_f32.c / kernels_f64.c).  Gates i, f, g, o:
+/* LSTM, one dtype: a body included by kernels_f32.c and kernels_f64.c.  Gates i, f, g, o:
  *   i = f(x_i + h_i + p_i c),  f = f(x_f + h_f + p_f c)   (f = 1 - i with input_forget)
  *   g = g(x_g + h_g),          c' = f c + i g
  *   o = f(x_o + h_o + p_o c'), h' = o h(c')              (h' = W_hr o h(c') with a projection)
  * each pre-activation clipped to [-clip, clip] when clip is set.
  * Scratch: hg (N, 4H), c (N, H), hfull (N, H) with a projection; training saves
- * the pre-activations, c after each step, h_prev and o h(c'). */
+ * the pre-activations, c after each step, h_prev and o h(c').  Threads: a step
+ * runs on the thread's rows and units (context.h), with a barrier before the
+ * projection and its gradient under a hidden split; products via products.h. */
 
 FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
 {
@@ -67,8 +69,7 @@ FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, 
     }
     if (P) { /* h' = W_hr (o h(c')) for the thread's rows and projection units */
         BARRIER_IF(w->sync);
-        gemm_rm(c->blas, 0, 1, w->n1 - w->n0, w->o1 - w->o0, H, 1, hout + w->n0 * H, H,
-                c->L->weight_hr + w->o0 * H, H, 0, hnext + w->n0 * P + w->o0, P);
+        projection_product(c, w, hout, hnext);
     }
     finish_step(c, w, s, hprev, hnext);
 }
@@ -76,7 +77,7 @@ FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, 
 /* dh_tot = dh + dy for the thread's projection units, then dh_full = dh_tot @ W_hr. */
 static void lstm_projection_grad(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
 {
-    int64_t P = c->P, H = c->H;
+    int64_t P = c->P;
     REAL *dhtot = W(c, c->lay.dhtot);
     for (int64_t n = w->n0; n < w->n1; n++) {
         int64_t len = len_of(c, n);
@@ -92,8 +93,7 @@ static void lstm_projection_grad(const ctx *c, const work *w, int64_t s, const R
         }
     }
     BARRIER_IF(w->sync);
-    gemm_rm(c->blas, 0, 0, w->n1 - w->n0, w->j1 - w->j0, P, 1, dhtot + w->n0 * P, P,
-            c->L->weight_hr + w->j0, H, 0, W(c, c->lay.dhsc) + w->n0 * H + w->j0, H);
+    projection_grad_product(c, w, dhtot, W(c, c->lay.dhsc));
 }
 
 FR_CLONES static void lstm_step_backward(const ctx *c, const work *w, int64_t s, const REAL *dhcur, REAL *dhnext)
@@ -164,5 +164,5 @@ FR_CLONES static void lstm_step_backward(const ctx *c, const work *w, int64_t s,
             memset(dhnext + n * H + j0, 0, bytes);
     }
     BARRIER_IF(w->sync);
-    recurrent_grad_product(c, w, dhnext, dh_product_depth(c));
+    dh_product(c, w, dhnext, dh_product_depth(c));
 }

@@ -1,11 +1,13 @@
-/* GRU, one dtype (included by kernels_f32.c / kernels_f64.c).  Gates r, z, n:
+/* GRU, one dtype: a body included by kernels_f32.c and kernels_f64.c.  Gates r, z, n:
  *   r = f(x_r + h_r),  z = f(x_z + h_z)
  *   n = g(x_n + r (W_hn h + b_hn))          linear_before_reset (PyTorch)
  *   n = g(x_n + W_hn (r h) + b_hn)          otherwise (the original GRU)
  *   h' = (1 - z) n + z h
  * each pre-activation clipped to [-clip, clip] when clip is set.
  * Scratch: hg (N, 3H), rh (N, H) without linear_before_reset; training saves the
- * pre-activations, h_prev and W_hn h + b_hn (or r h). */
+ * pre-activations, h_prev and W_hn h + b_hn (or r h).  Threads: a step runs on
+ * the thread's rows and units (context.h); without linear_before_reset a hidden
+ * split waits at a barrier for every thread's r h; products via products.h. */
 
 FR_CLONES static void gru_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
 {
@@ -145,8 +147,7 @@ FR_CLONES static void gru_step_backward(const ctx *c, const work *w, int64_t s, 
     if (!lbr) { /* d(r h) = d_n @ W_hn, then d r = d(r h) h, and dh gains d(r h) r */
         BARRIER_IF(w->sync);
         REAL *drh = W(c, c->lay.dhsc);
-        gemm_rm(c->blas, 0, 0, w->n1 - w->n0, nu, H, 1, dhg + w->n0 * GH + 2 * H, GH,
-                c->L->weight_hh + 2 * H * H + j0, H, 0, drh + w->n0 * H + j0, H);
+        reset_grad_product(c, w, dhg, drh);
         for (int64_t n = w->n0; n < w->n1; n++) {
             int64_t len = len_of(c, n);
             if (s >= len)
@@ -166,5 +167,5 @@ FR_CLONES static void gru_step_backward(const ctx *c, const work *w, int64_t s, 
         }
     }
     BARRIER_IF(w->sync);
-    recurrent_grad_product(c, w, dhnext, dh_product_depth(c));
+    dh_product(c, w, dhnext, dh_product_depth(c));
 }

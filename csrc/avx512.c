@@ -1,31 +1,20 @@
-/* The per-step product over weights packed once per call (float only).
- *
- * A BLAS call per timestep repacks the weight matrix every step; here the
- * weights are packed once per call into panels of 16 columns (panel p holds
- * B[k][16p .. 16p+15] for every k, contiguous), and a register-blocked
- * AVX-512 kernel computes up to 8 rows x 32 columns per pass.  The same
- * kernel, over operands packed a block at a time, does backward's products
- * over all steps (fr_gemm_blocked).  The CPU is asked at run time; without
- * AVX-512 the kernels keep calling BLAS. */
-#ifndef FASTRNN_PACKED_H
-#define FASTRNN_PACKED_H
+/* The AVX-512 kernels (float32): the product over packed weights, the few-row
+ * dot products, backward's blocked products over all steps, the packing and
+ * the vector sigmoid and tanh.  Compiled once, each function with
+ * target("avx512f"), and called only where fr_init found AVX-512 (avx512.h).
+ * No scratch of their own but fr_gemm_blocked's, which the caller lends; no
+ * threads: each call runs on the thread that makes it. */
+#include "avx512.h"
 
-#include <stdint.h>
+#if FR_HAVE_AVX512
+#include <immintrin.h>
 #include <string.h>
 
-#define FR_PANEL 16
-/* fr_gemm_blocked packs FR_KC rows of B at a time (the block stays in L2) and
- * of a transposed A FR_MC columns at a time. */
-#define FR_KC 256
-#define FR_MC 128
-
-static inline int64_t fr_panels(int64_t n) { return (n + FR_PANEL - 1) / FR_PANEL; }
-
-/* Floats of a packed K x n matrix. */
-static inline int64_t fr_packed_size(int64_t K, int64_t n) { return fr_panels(n) * FR_PANEL * K; }
+#define FR_TARGET __attribute__((target("avx512f")))
+#define FR_INLINE __attribute__((target("avx512f"), always_inline)) static inline
 
 /* Pack B[k][c] = M[k][col0 + c] (n columns of M, row stride ldm). */
-static void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, int64_t n, int64_t K)
+void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, int64_t n, int64_t K)
 {
     for (int64_t p = 0; p < fr_panels(n); p++) {
         float *panel = dst + p * FR_PANEL * K;
@@ -38,12 +27,8 @@ static void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, 
     }
 }
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define FR_HAVE_AVX512_KERNEL 1
-
 /* The lanes of the first `left` (>= 0) of sixteen floats. */
-static inline __mmask16 fr_mask(int64_t left)
+FR_INLINE __mmask16 fr_mask(int64_t left)
 {
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
 }
@@ -51,7 +36,7 @@ static inline __mmask16 fr_mask(int64_t left)
 /* Pack B[k][c] = M[row0 + c][k] (B is the transpose of n rows of M, row stride
  * ldm): sixteen rows by sixteen k at a time, transposed in registers (rows past
  * n read as zeros, k past K masked off). */
-__attribute__((target("avx512f"))) static void
+FR_TARGET void
 fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, int64_t K)
 {
     for (int64_t p = 0; p < fr_panels(n); p++) {
@@ -94,7 +79,7 @@ fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, i
 
 /* mr (<= 8) rows x two panels: c[r] += a(r, k) * B0/B1[k] over k, a(r, k) =
  * A[r * ars + k * aks] (rows of A as they lie: ars = lda, aks = 1). */
-__attribute__((target("avx512f"), always_inline)) static inline void
+FR_INLINE void
 fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t aks,
                 const float *B0, const float *B1, float *C, int64_t ldc, __mmask16 m0,
                 __mmask16 m1, int accumulate)
@@ -124,7 +109,7 @@ fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t ak
 
 /* Rows r .. r + mr (mr <= 8) of C against panels p and p + 1 of Bp (B packed
  * K rows deep, n columns in all): fr_micro_avx512 with the panels' masks. */
-__attribute__((target("avx512f"), always_inline)) static inline void
+FR_INLINE void
 fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const float *Bp,
               int64_t p, int64_t n, float *C, int64_t ldc, int accumulate)
 {
@@ -145,8 +130,8 @@ fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const
     }
 }
 
-/* One row, eight panels at once: enough independent sums to hide the FMA latency. */
-__attribute__((target("avx512f"))) static void
+/* One row, four panels at once: enough independent sums to hide the FMA latency. */
+FR_TARGET static void
 fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *C, int64_t n,
               int accumulate)
 {
@@ -193,7 +178,7 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
  * and B (n x K, ldb) as it lies: one dot product per row of B and of A, each row
  * of B streamed once for all m rows.  For one or two rows the product is all
  * memory traffic, and a BLAS GEMM would first copy B to its packed layout. */
-__attribute__((target("avx512f"))) static void
+FR_TARGET void
 fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *B,
             int64_t ldb, float *C, int64_t ldc, int accumulate)
 {
@@ -221,7 +206,7 @@ fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const 
 }
 
 /* C (m x n, ldc) = A (m x K, lda) B, or += with accumulate; B packed by fr_pack_*. */
-__attribute__((target("avx512f"))) static void
+FR_TARGET void
 fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
                float *C, int64_t ldc, int accumulate)
 {
@@ -236,9 +221,6 @@ fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, con
                           C + r * ldc, ldc, accumulate);
 }
 
-/* Floats of fr_gemm_blocked's scratch for products with n columns. */
-static inline int64_t fr_blocked_scratch(int64_t n) { return fr_packed_size(FR_KC, n) + FR_MC * FR_KC; }
-
 /* C (m x n, ldc) = op(A) B, or += with accumulate, for products with many rows
  * and a long shared dimension (backward's sums over all timesteps): op(A) is A
  * (m x K, row stride lda), or with a_trans the transpose of A (K x m); B
@@ -248,7 +230,7 @@ static inline int64_t fr_blocked_scratch(int64_t n) { return fr_packed_size(FR_K
  * rows are read in order, where eight columns read across FR_KC rows a
  * power-of-two apart would miss the cache on every row.  An A that is not
  * transposed is read in place, eight rows of one block at a time. */
-__attribute__((target("avx512f"))) static void
+FR_TARGET void
 fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
                 const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
                 float *scratch)
@@ -287,38 +269,73 @@ fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, in
     }
 }
 
-static inline int fr_cpu_has_avx512(void)
+/* The float sigmoid and tanh sixteen at a time, for CPUs with AVX-512: fr_exp's
+ * steps as fused multiply-adds, and each division as a 14-bit reciprocal
+ * estimate refined by one Newton step (within an ulp of the quotient) in
+ * place of a vector division, which perf showed as the gate pass's hot spot. */
+FR_INLINE __m512 fr_exp16(__m512 x)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    /* clamp with x second: max/min return their second operand for NaN */
+    x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-88.0f), x));
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);
+    __m512 kf = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter);
+    __m512i kbits = _mm512_castps_si512(kf);
+    kf = _mm512_sub_ps(kf, shifter);
+    __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(1.42860682030941723e-06f), r);
+    __m512 p = _mm512_set1_ps(1.98412698e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.38888889e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.33333333e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.16666667e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.66666667e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512i sbits = _mm512_slli_epi32(
+        _mm512_add_epi32(kbits, _mm512_set1_epi32((int)(127u - 0x4B400000u))), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(sbits));
 }
-#else
-#define FR_HAVE_AVX512_KERNEL 0
-static inline int fr_cpu_has_avx512(void) { return 0; }
-static void fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n,
-                         int64_t K)
-{
-    (void)dst, (void)M, (void)ldm, (void)row0, (void)n, (void)K;
-}
-static void fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
-                        const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate)
-{
-    (void)m, (void)n, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc,
-        (void)accumulate;
-}
-static void fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
-                           const float *Bp, float *C, int64_t ldc, int accumulate)
-{
-    (void)m, (void)n, (void)K, (void)A, (void)lda, (void)Bp, (void)C, (void)ldc, (void)accumulate;
-}
-static inline int64_t fr_blocked_scratch(int64_t n) { return fr_packed_size(FR_KC, n) + FR_MC * FR_KC; }
-static void fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A,
-                            int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
-                            int accumulate, float *scratch)
-{
-    (void)a_trans, (void)m, (void)n, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C,
-        (void)ldc, (void)accumulate, (void)scratch;
-}
-#endif
 
+FR_INLINE __m512 fr_recip16(__m512 d)
+{
+    __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
+}
+
+FR_INLINE __m512 fr_sigmoid16(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return fr_recip16(_mm512_add_ps(one, fr_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+FR_INLINE __m512 fr_tanh16(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    __m512i xi = _mm512_castps_si512(x);
+    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 q = _mm512_set1_ps(-8.86323552e-3f);
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(2.18694885e-2f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-5.39682540e-2f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(1.33333333e-1f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-3.33333333e-1f));
+    __m512 small = _mm512_mul_ps(x, _mm512_fmadd_ps(q, x2, one)); /* keeps tanh(-0) = -0 */
+    __m512 e = fr_exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), ax));
+    __m512 big = _mm512_mul_ps(_mm512_sub_ps(one, e), fr_recip16(_mm512_add_ps(one, e)));
+    big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big),
+                                              _mm512_and_si512(xi, sign)));
+    __mmask16 near0 = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.25f), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(near0, big, small);
+}
+
+/* out[j] = sigmoid(pre[j]) or tanh(pre[j]) for j < n. */
+FR_TARGET void fr_act_avx512(int tanh_, const float *pre, float *out, int64_t n)
+{
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = fr_mask(n - j);
+        __m512 x = _mm512_maskz_loadu_ps(m, pre + j);
+        _mm512_mask_storeu_ps(out + j, m, tanh_ ? fr_tanh16(x) : fr_sigmoid16(x));
+    }
+}
 #endif

@@ -1,0 +1,65 @@
+/* The AVX-512 kernels (float32), compiled once in avx512.c with target
+ * attributes, so that the rest of the build needs no -march flag.  They run
+ * only where fr_init found AVX-512 and fr_packed_enabled() is 1.
+ *
+ * "Packed" means one thing in fastrnn: a matrix laid out in panels of
+ * FR_PANEL columns, panel p holding columns 16p .. 16p + 15 of every row k
+ * contiguous (zero-padded past the last column), the layout the register-
+ * blocked product reads.  The per-call weights, frozen ones later, and the
+ * blocks of backward's products over all steps are packed that way. */
+#ifndef FASTRNN_AVX512_H
+#define FASTRNN_AVX512_H
+
+#include <stdint.h>
+
+/* -DFR_NO_AVX512 builds without them (the BLAS path everywhere). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(FR_NO_AVX512)
+#define FR_HAVE_AVX512 1
+#else
+#define FR_HAVE_AVX512 0
+#endif
+
+#define FR_PANEL 16
+/* fr_gemm_blocked packs FR_KC rows of B at a time (the block stays in L2) and
+ * of a transposed A FR_MC columns at a time. */
+#define FR_KC 256
+#define FR_MC 128
+
+static inline int64_t fr_panels(int64_t n) { return (n + FR_PANEL - 1) / FR_PANEL; }
+
+/* Floats of a packed K x n matrix. */
+static inline int64_t fr_packed_size(int64_t K, int64_t n) { return fr_panels(n) * FR_PANEL * K; }
+
+/* Floats of fr_gemm_blocked's scratch for products with n columns. */
+static inline int64_t fr_blocked_scratch(int64_t n) { return fr_packed_size(FR_KC, n) + FR_MC * FR_KC; }
+
+#if FR_HAVE_AVX512
+/* Pack B (K x n) with B[k][c] = M[k][col0 + c]: n columns of M (row stride ldm). */
+void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, int64_t n, int64_t K);
+
+/* Pack B (K x n) with B[k][c] = M[row0 + c][k]: the transpose of n rows of M
+ * (row stride ldm), as torch lays out a weight (out_features x in_features). */
+void fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, int64_t K);
+
+/* C (m x n, ldc) = A (m x K, lda) B, or += with accumulate; B packed (fr_pack_*). */
+void fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+                    const float *Bp, float *C, int64_t ldc, int accumulate);
+
+/* C (m x n, ldc) = A (m x K, lda) B^T, or += with accumulate, for a few rows of A
+ * and B (n x K, ldb) as it lies: one dot product per row of A and of B. */
+void fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *B,
+                 int64_t ldb, float *C, int64_t ldc, int accumulate);
+
+/* C (m x n, ldc) = op(A) B, or += with accumulate, for many rows and a long
+ * shared dimension: op(A) is A (m x K, lda), or with a_trans the transpose of
+ * A (K x m); B (K x n, ldb) as it lies.  Both are packed a block at a time
+ * into `scratch` (fr_blocked_scratch(n) floats). */
+void fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
+                     float *scratch);
+
+/* out[j] = sigmoid(pre[j]) (or tanh(pre[j]) with tanh_) for j < n, sixteen at a time. */
+void fr_act_avx512(int tanh_, const float *pre, float *out, int64_t n);
+#endif
+
+#endif

@@ -1,0 +1,113 @@
+/* The forward driver, for one dtype (a body included by kernels_f32.c and
+ * kernels_f64.c): fr_forward_f32 / fr_forward_f64.
+ *
+ * A call runs one layer, all its directions, in one OpenMP parallel region
+ * that spans the whole sequence:
+ *   1. the call's weights are prepared once (products.h: packed on the packed path);
+ *   2. the input half of every gate for a chunk of timesteps is one product,
+ *      biases folded in: xg[t, n, :] = b_ih + b_hh + W_ih x[t, n] (training: one
+ *      chunk of all T steps, kept as the saved gate pre-activations);
+ *   3. per step, the cell (cell_*.h): the recurrent product h W_hh^T added onto
+ *      the step's pre-activations and, right behind it, the fused elementwise
+ *      pass that writes h' (and c'), y and, for training, what backward reads.
+ * Workspace per direction: h (2, N, H_out) ping-pong, c (N, H), hfull, rh, hg,
+ * the packed weights and xg (chunk, N, G*H); per thread 12 H of activation
+ * values.  Threads: one team per direction (both at once when the plan has
+ * two teams); a batch split needs a barrier only between chunks, a hidden
+ * split one after each step. */
+
+/* The input product of the chunk of steps starting at s0, split over the team. */
+static void chunk_input(ctx *c, const work *w, int64_t s0)
+{
+    int64_t T = c->T, N = c->N, I = c->I, GH = c->GH, K = c->chunk;
+    c->s0 = s0;
+    if (!c->all_steps && c->L->reverse && c->lengths) {
+        /* Each sequence has its own window of timesteps: one product per sequence. */
+        fr_operand B = dense_operand(c->L->weight_ih, I);
+        for (int64_t n = part(N, w->rank, w->team_size); n < part(N, w->rank + 1, w->team_size); n++) {
+            int64_t hi = len_of(c, n) - s0, lo = hi - K < 0 ? 0 : hi - K;
+            if (hi > lo)
+                input_product(c, &B, c->x + (lo * N + n) * I, N * I, hi - lo, xg_row(c, n, lo),
+                              N * GH, 0, GH);
+        }
+        return;
+    }
+    int64_t lo, hi;
+    if (c->all_steps) {
+        lo = 0;
+        hi = T;
+    } else if (c->L->reverse) {
+        hi = T - s0;
+        lo = hi - K < 0 ? 0 : hi - K;
+    } else {
+        lo = s0;
+        hi = s0 + K > T ? T : s0 + K;
+    }
+    int64_t k0, k1;
+    input_columns(w, GH, &k0, &k1);
+    fr_operand B = ih_operand(c, w, k0);
+    input_product(c, &B, c->x + lo * N * I, I, (hi - lo) * N, xg_row(c, 0, lo), GH, k0, k1);
+}
+
+/* One direction, the thread's share: h0 in, the steps chunk by chunk, h_n out. */
+static void run_forward(ctx *c, const work *w)
+{
+    const LAYER *L = c->L;
+    int64_t N = c->N, H = c->H, Hout = c->Hout, T = c->T;
+    REAL *h[2] = {W(c, c->lay.h), W(c, c->lay.h) + N * Hout};
+    size_t obytes = (size_t)(w->o1 - w->o0) * sizeof(REAL);
+    size_t ubytes = (size_t)(w->j1 - w->j0) * sizeof(REAL);
+    for (int64_t n = w->n0; n < w->n1; n++) {
+        memcpy(h[0] + n * Hout + w->o0, L->h0 + n * Hout + w->o0, obytes);
+        if (c->cell->mode == FR_LSTM)
+            memcpy(W(c, c->lay.c) + n * H + w->j0, L->c0 + n * H + w->j0, ubytes);
+    }
+    prepare_forward(c, w);
+    for (int64_t s0 = 0; s0 < T; s0 += c->chunk) {
+        chunk_input(c, w, s0);
+        _Pragma("omp barrier")
+        int64_t s1 = s0 + c->chunk > T ? T : s0 + c->chunk;
+        for (int64_t s = s0; s < s1; s++) {
+            const REAL *hprev = h[s & 1];
+            REAL *hnext = h[(s + 1) & 1];
+            switch (c->cell->mode) {
+            case FR_RNN: rnn_step_forward(c, w, s, hprev, hnext); break;
+            case FR_LSTM: lstm_step_forward(c, w, s, hprev, hnext); break;
+            default: gru_step_forward(c, w, s, hprev, hnext); break;
+            }
+            BARRIER_IF(w->sync);
+        }
+        BARRIER_IF(s1 < T); /* the next chunk overwrites the input half */
+    }
+    for (int64_t n = w->n0; n < w->n1; n++) {
+        memcpy(L->h_n + n * Hout + w->o0, h[T & 1] + n * Hout + w->o0, obytes);
+        if (c->cell->mode == FR_LSTM)
+            memcpy(L->c_n + n * H + w->j0, W(c, c->lay.c) + n * H + w->j0, ubytes);
+    }
+}
+
+fr_status FR_NAME(fr_forward)(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
+                              const int64_t *lengths, const REAL *x, const LAYER *dirs,
+                              REAL *ws, int n_threads)
+{
+    if (d->n_dirs < 1 || d->n_dirs > 2 || d->seq_len < 1 || d->batch < 1)
+        return FR_ERR_ARGUMENT;
+    int pass = dirs[0].saved ? FR_PASS_TRAIN : FR_PASS_INFERENCE;
+    fr_plan plan = fr_make_plan(cell, d, pass, n_threads);
+    fr_layout lay = fr_make_layout(cell, d, pass, &plan);
+#pragma omp parallel num_threads(plan.n_threads)
+    {
+        work w;
+        int tid = omp_get_thread_num();
+        int dir = make_work(&w, &plan, &lay, ws, d->n_dirs, d->batch, d->hidden_size,
+                            d->proj_size, tid);
+        /* With one team, the thread runs the directions one after the other. */
+        int last = plan.teams == 1 ? d->n_dirs - 1 : dir;
+        for (; dir <= last; dir++) {
+            ctx c;
+            make_ctx(&c, blas, cell, d, lengths, x, &dirs[dir], dir, &plan, &lay, ws);
+            run_forward(&c, &w);
+        }
+    }
+    return FR_OK;
+}

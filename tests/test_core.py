@@ -1,0 +1,86 @@
+"""The Cython boundary: enums checked against fastrnn._cell, the CPU's flags,
+directions filled by name."""
+
+import numpy as np
+import pytest
+
+from fastrnn import _core, functional
+from fastrnn._cell import ACTIVATION_CODES, GATES, Cell
+
+FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni")
+
+
+def test_kernel_enums_match_cell():
+    assert _core._enum_mismatches() == []
+    assert _core._MODES.keys() == GATES.keys()
+    assert _core._ACTIVATIONS == ACTIVATION_CODES
+
+
+def test_cpu_flags_names_and_types():
+    flags = _core.cpu_flags()
+    assert tuple(flags) == FLAGS
+    assert all(type(v) is bool for v in flags.values())
+    # the packed path runs only where the CPU has AVX-512
+    assert not _core.packed_enabled() or flags["avx512f"]
+
+
+def test_cpu_flags_agree_with_proc_cpuinfo():
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next(l for l in f if l.startswith("flags"))
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags")
+    listed = set(line.split(":", 1)[1].split())
+    flags = _core.cpu_flags()
+    for name in ("avx2", "fma", "avx512f"):  # names every compiler fastrnn builds with knows
+        assert flags[name] == (name in listed), name
+
+
+def test_set_packed_round_trip():
+    before = _core.packed_enabled()
+    try:
+        _core.set_packed(False)
+        assert _core.packed_enabled() is False
+        _core.set_packed(True)
+        assert _core.packed_enabled() == _core.cpu_flags()["avx512f"]
+    finally:
+        _core.set_packed(before)
+
+
+def _rnn_call(dtype=np.float32):
+    T, N, I, H = 3, 2, 4, 5
+    rng = np.random.default_rng(0)
+    arrays = {"weight_ih": rng.standard_normal((H, I)).astype(dtype),
+              "weight_hh": rng.standard_normal((H, H)).astype(dtype),
+              "h0": np.zeros((N, H), dtype), "y": np.empty((T, N, H), dtype),
+              "h_n": np.empty((N, H), dtype)}
+    x = rng.standard_normal((T, N, I)).astype(dtype)
+    return Cell.make("rnn"), (T, N, I, H, 0, H, 1), x, arrays
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fields_by_name_match_functional(dtype):
+    """Keys in any order, absent ones NULL (no bias): the layer functional computes."""
+    cell, dims, x, arrays = _rnn_call(dtype)
+    shuffled = dict(reversed(list(arrays.items())))
+    _core.forward(cell, dims, x, [shuffled], None, 1)
+    weights = [{"weight_ih": arrays["weight_ih"], "weight_hh": arrays["weight_hh"],
+                "bias_ih": None, "bias_hh": None}]
+    y, h_n, _, _ = functional.layer_forward([cell], x, arrays["h0"][None], None, weights,
+                                            n_threads=1)
+    np.testing.assert_array_equal(shuffled["y"], y)
+    np.testing.assert_array_equal(shuffled["h_n"], h_n[0])
+
+
+def test_unknown_field_is_an_error():
+    cell, dims, x, arrays = _rnn_call()
+    arrays["weigth_hh"] = arrays.pop("weight_hh")
+    with pytest.raises(ValueError, match="weigth_hh"):
+        _core.forward(cell, dims, x, [arrays], None, 1)
+
+
+def test_directions_must_match_dims():
+    cell, dims, x, arrays = _rnn_call()
+    two = dims[:6] + (2,)
+    with pytest.raises(ValueError, match="dirs: expected 2 directions"):
+        _core.forward(cell, two, x, [arrays], None, 1)
