@@ -8,6 +8,7 @@ semantics.  ``fastrnn.reference`` is the plain NumPy twin of every kernel.
 from fastrnn import _core
 from fastrnn.threads import get_num_threads, set_num_threads, threads
 from fastrnn.modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from fastrnn.frozen import freeze
 from fastrnn.threads import _scipy_blas_thread_functions
 
 _core.set_blas_thread_control(*_scipy_blas_thread_functions())
@@ -22,4 +23,4 @@ def openmp_enabled():
 
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
-           "get_num_threads", "set_num_threads", "threads", "openmp_enabled"]
+           "get_num_threads", "set_num_threads", "threads", "openmp_enabled", "freeze"]
