@@ -1,11 +1,14 @@
 """Build of fastrnn._core: the C kernels in csrc/ and their Cython wrapper.
 
-OpenMP is probed by compiling and running a tiny program.  Without it the
-build warns and goes serial; FASTRNN_FAIL_NO_OPENMP=1 makes that an error.
-FASTRNN_NATIVE=1 adds -march=native for a local build (never for wheels).
+OpenMP is probed by compiling and running a tiny program with $CC.  Without
+it the build warns and goes serial; FASTRNN_FAIL_NO_OPENMP=1 makes that an
+error.  FASTRNN_OPENMP=0 skips the probe and builds serial on purpose (with
+the same warning).  FASTRNN_NATIVE=1 adds -march=native for a local build
+(never for wheels).
 """
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,8 +34,9 @@ int main(void) {
 """
 
 
-def compiler_name():
-    return os.environ.get("CC") or sysconfig.get_config_var("CC").split()[0] or "cc"
+def compiler_command():
+    """$CC (or Python's own compiler) as a list: the program and its flags."""
+    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
 
 
 def openmp_flags():
@@ -40,8 +44,8 @@ def openmp_flags():
     candidates = [(["-fopenmp"], ["-fopenmp"])]
     if sys.platform == "darwin":
         candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
-    cc = compiler_name()
-    if shutil.which(cc) is None:
+    cc = compiler_command()
+    if not cc or shutil.which(cc[0]) is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "probe.c")
@@ -49,11 +53,21 @@ def openmp_flags():
         with open(src, "w") as f:
             f.write(OPENMP_PROBE)
         for cflags, lflags in candidates:
-            build = subprocess.run([cc, *cflags, src, "-o", exe, *lflags],
+            build = subprocess.run([*cc, *cflags, src, "-o", exe, *lflags],
                                    capture_output=True)
             if build.returncode == 0 and subprocess.run([exe], capture_output=True).returncode == 0:
                 return cflags, lflags
     return None
+
+
+def wants_openmp():
+    """False when FASTRNN_OPENMP=0 asks for a serial build, True when unset or 1."""
+    value = os.environ.get("FASTRNN_OPENMP", "1")
+    if value not in ("0", "1"):
+        sys.exit(f"fastrnn: FASTRNN_OPENMP must be 0 (serial) or 1 (probe), got {value!r}")
+    if value == "0" and os.environ.get("FASTRNN_FAIL_NO_OPENMP") == "1":
+        sys.exit("fastrnn: FASTRNN_OPENMP=0 asks for a serial build, FASTRNN_FAIL_NO_OPENMP=1 forbids one")
+    return value == "1"
 
 
 def extension():
@@ -62,12 +76,15 @@ def extension():
     cflags = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function",
               "-Wno-unknown-pragmas"]
     lflags = []
-    omp = openmp_flags()
-    if omp is None:
+    omp = None
+    if not wants_openmp():
+        warnings.warn("fastrnn: FASTRNN_OPENMP=0; building the kernels serial")
+    elif (omp := openmp_flags()) is None:
         if os.environ.get("FASTRNN_FAIL_NO_OPENMP") == "1":
             sys.exit("fastrnn: no working OpenMP found and FASTRNN_FAIL_NO_OPENMP=1")
-        warnings.warn("fastrnn: no working OpenMP found; building the kernels serial")
-    else:
+        warnings.warn(f"fastrnn: no working OpenMP found with {shlex.join(compiler_command())}; "
+                      "building the kernels serial")
+    if omp is not None:
         cflags += omp[0]
         lflags += omp[1]
     if os.environ.get("FASTRNN_NATIVE") == "1":

@@ -24,6 +24,9 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
     int64_t Hout = d->proj_size ? d->proj_size : H;
     if (n_threads < 1)
         n_threads = 1;
+#ifndef _OPENMP
+    n_threads = 1; /* a serial build: a split would leave all but the first part undone */
+#endif
     int64_t work = N * G * H * Hout; /* multiply-adds of one step's recurrent product */
     if (d->seq_len * N * G * H * (Hout + d->input_size) < FR_MIN_WORK_PER_CALL)
         n_threads = 1;

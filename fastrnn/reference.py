@@ -41,6 +41,25 @@ and write zeros to ``y``; ``reverse`` runs each sequence from its own last
 valid step back to its first, as PyTorch's packed sequences and ONNX's
 ``sequence_lens`` do.  Everything is computed in the dtype of ``x``.
 
+Precisions (inference only)
+---------------------------
+The forward functions take ``precision``: None (the dtype of ``x``, as
+above), ``"bfloat16"`` or ``"int8"``, the arithmetic of SPEC's frozen
+modules, for float32 ``x`` only.  Only the matrix products change; every one
+of them (``W_ih x``, ``W_hh h``, the GRU's ``W_hn (r * h)``, the projection
+``W_hr (o * h(c'))``) goes through ``product(a, W, precision)``, and the
+biases, peepholes, gates, cell state and outputs stay in float32:
+
+- bfloat16: ``a`` and ``W`` rounded to bfloat16 (``round_bfloat16``), the
+  products of those values (each exact) summed in float64 and rounded once to
+  float32; the kernels accumulate in float32 (flushing subnormal sums), which
+  agrees with this to float32 rounding.
+- int8: ``W`` quantized per row (``quantize_weight``, what a frozen module
+  does once), each row of ``a`` quantized as the product runs
+  (``quantize_rows``), the exact integer dot, then
+  ``float32(dot) * (scale_a * scale_w[r])``: the product bit for bit what
+  ``csrc/lowp.c`` computes.
+
 The functions
 -------------
 ``direction_forward`` / ``direction_backward`` run one direction of one
@@ -55,7 +74,8 @@ import numpy as np
 
 from fastrnn._cell import WEIGHT_NAMES, Cell
 
-__all__ = ["activation", "activation_grad", "direction_forward", "direction_backward",
+__all__ = ["activation", "activation_grad", "round_bfloat16", "quantize_weight",
+           "quantize_rows", "product", "direction_forward", "direction_backward",
            "layer_forward", "layer_backward", "stack_forward", "stack_backward",
            "forward", "backward"]
 
@@ -160,6 +180,161 @@ def _gate_grad(cell, k, pre, dgate):
 
 
 # ---------------------------------------------------------------------------
+# The products, in each precision (SPEC, "Frozen inference"; csrc/lowp.h)
+
+PRECISIONS = (None, "bfloat16", "int8")
+
+# The longest row an int8 product takes (csrc/lowp.h's FR_INT8_MAX_K).
+INT8_MAX_K = 65536
+
+
+def _check_precision(precision, dtype):
+    if not (precision is None or isinstance(precision, str) and precision in PRECISIONS):
+        raise ValueError(f"precision: expected None, 'bfloat16' or 'int8', got {precision!r}")
+    if precision is not None and dtype != np.float32:
+        raise ValueError(f"precision: {precision!r} is for float32 input, got {dtype} "
+                         "(float64 runs at precision=None only)")
+
+
+def _check_trainable(cache):
+    if cache["precision"] is not None:
+        raise ValueError("cache: backward runs after a forward at precision=None only, "
+                         f"this one ran at {cache['precision']!r}")
+
+
+def _float32_array(name, a):
+    a = np.asarray(a)
+    if a.dtype != np.float32:
+        raise TypeError(f"{name}: expected a float32 array, got dtype {a.dtype}")
+    return a
+
+
+def round_bfloat16(x):
+    """Round float32 values to bfloat16, as the kernels convert them.
+
+    Round to nearest, ties to even; a NaN stays a (quiet) NaN; a subnormal
+    gives a zero of its sign (as ``vcvtneps2bf16``); infinities stay.
+
+    Parameters
+    ----------
+    x : ndarray of float32, any shape
+
+    Returns
+    -------
+    ndarray of float32
+        Same shape; each value is exactly a bfloat16 (its low 16 bits zero).
+    """
+    x = _float32_array("x", x)
+    bits = np.ascontiguousarray(x).view(np.uint32).astype(np.uint64)
+    # Adding 0x7FFF plus the lowest kept bit, then truncating, rounds half to even.
+    nearest = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    subnormal_or_zero = (bits & 0x7F800000) == 0
+    out = np.where(nan, (bits & 0xFFFF0000) | 0x00400000,
+                   np.where(subnormal_or_zero, bits & 0x80000000, nearest))
+    return out.astype(np.uint32).view(np.float32).reshape(x.shape)
+
+
+def quantize_weight(W):
+    """Quantize a weight matrix per row to int8, as a frozen module does once.
+
+    For each row ``r``: ``amax = max|W[r, :]|``, ``scale_w[r] = amax / 127``
+    (1 where that is 0), ``qW[r] = clip(rint(W[r] / scale_w[r]), -127, 127)``,
+    all in float32 (``rint``: ties to even).
+
+    Parameters
+    ----------
+    W : ndarray of float32, shape (n, K)
+        Finite values (a NaN or an infinity is a ValueError, as at freeze time).
+
+    Returns
+    -------
+    qW : ndarray of int8, shape (n, K)
+    scale_w : ndarray of float32, shape (n,)
+    """
+    W = _float32_array("W", W)
+    if W.ndim != 2:
+        raise ValueError(f"W: expected a 2-d weight matrix, got shape {W.shape}")
+    if not np.all(np.isfinite(W)):
+        raise ValueError("W: expected finite weights, got a NaN or an infinity")
+    scale = np.max(np.abs(W), axis=1, initial=0) / np.float32(127)
+    scale_w = np.where(scale == 0, np.float32(1), scale)
+    qW = np.clip(np.rint(W / scale_w[:, None]), -127, 127).astype(np.int8)
+    return qW, scale_w
+
+
+def quantize_rows(a):
+    """Quantize each row of a product's left operand to int8, as the product runs.
+
+    For each row (the last axis): ``amax = max|a|``, ``inv = 127 / amax``,
+    ``scale_a = amax / 127``, ``qa = clip(rint(a * inv), -127, 127)``, all in
+    float32.  Where ``inv`` is not finite (a row of zeros, or ``amax`` below
+    about 2**-121) ``scale_a = 0`` and ``qa = 0``: the row's products are 0.
+    A row holding a NaN or an infinity gives ``scale_a = NaN`` and ``qa = 0``:
+    its products are NaN.
+
+    Parameters
+    ----------
+    a : ndarray of float32, shape (..., K)
+
+    Returns
+    -------
+    qa : ndarray of int8, shape (..., K)
+    scale_a : ndarray of float32, shape (...)
+    """
+    a = _float32_array("a", a)
+    finite = np.all(np.isfinite(a), axis=-1)
+    amax = np.max(np.abs(np.where(np.isfinite(a), a, 0)), axis=-1, initial=0)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        inv = np.float32(127) / amax
+        usable = finite & np.isfinite(inv)
+        q = np.clip(np.rint(a * inv[..., None]), -127, 127)
+    qa = np.where(usable[..., None], q, 0).astype(np.int8)
+    scale_a = np.where(usable, amax / np.float32(127),
+                       np.where(finite, np.float32(0), np.float32(np.nan)))
+    return qa, scale_a
+
+
+def product(a, W, precision=None):
+    """``a W^T`` in a precision: the one place the precisions live.
+
+    Parameters
+    ----------
+    a : ndarray, shape (..., K)
+        The left operand (input rows, state rows, the projection's input).
+    W : ndarray, shape (n, K)
+        A weight as torch holds it (one row per output), unconverted:
+        each precision converts it here, as it would be at freeze time.
+    precision : {None, "bfloat16", "int8"}
+        None: ``a @ W.T`` in the dtype of ``a``.  ``"bfloat16"``: both rounded
+        to bfloat16, the exact products summed in float64, then rounded once to
+        float32.  ``"int8"``: ``float32(qa . qW[r]) * (scale_a * scale_w[r])``
+        with the integer dot exact.  Both need float32 ``a`` and ``W``.
+
+    Returns
+    -------
+    ndarray, shape (..., n)
+        Float32 for the reduced precisions.
+    """
+    _check_precision(precision, np.asarray(a).dtype)
+    if precision is None:
+        return a @ W.T
+    if precision == "bfloat16":
+        a16 = round_bfloat16(a).astype(np.float64)
+        W16 = round_bfloat16(W).astype(np.float64)
+        return (a16 @ W16.T).astype(np.float32)
+    if np.shape(W)[-1] > INT8_MAX_K:
+        raise ValueError(f"W: int8 products take rows of at most {INT8_MAX_K}, "
+                         f"got {np.shape(W)[-1]}")
+    qW, scale_w = quantize_weight(W)
+    qa, scale_a = quantize_rows(a)
+    # The int32 dot, computed exactly in float64: every partial sum is an
+    # integer of magnitude below 127 * 127 * INT8_MAX_K < 2**31 << 2**53.
+    dot = qa.astype(np.float64) @ qW.astype(np.float64).T
+    return dot.astype(np.float32) * (scale_a[..., None] * scale_w)
+
+
+# ---------------------------------------------------------------------------
 # One step of each cell, forward and backward
 #
 # A forward step takes the input half of the gates ``zx`` (N, G*H) and the
@@ -176,9 +351,9 @@ def _recurrent_backward(w, grads, dz, h_in, rows=slice(None)):
     return dz @ w["weight_hh"][rows]
 
 
-def _rnn_step(cell, w, zx, state):
+def _rnn_step(cell, w, zx, state, precision=None):
     (h,) = state
-    a = zx + h @ w["weight_hh"].T + w["bias_hh"]
+    a = zx + product(h, w["weight_hh"], precision) + w["bias_hh"]
     return (_gate(cell, 0, a),), {"h": h, "a": a}
 
 
@@ -188,9 +363,9 @@ def _rnn_step_backward(cell, w, s, dstate, grads):
     return da, (_recurrent_backward(w, grads, da, s["h"]),)
 
 
-def _lstm_step(cell, w, zx, state):
+def _lstm_step(cell, w, zx, state, precision=None):
     h, c = state
-    zh = h @ w["weight_hh"].T + w["bias_hh"]
+    zh = product(h, w["weight_hh"], precision) + w["bias_hh"]
     zx_i, zx_f, zx_g, zx_o = np.split(zx, 4, axis=1)
     zh_i, zh_f, zh_g, zh_o = np.split(zh, 4, axis=1)
     p_i, p_f, p_o = np.split(w["weight_peephole"], 3)   # zeros without peepholes
@@ -207,7 +382,7 @@ def _lstm_step(cell, w, zx, state):
     s["m"] = activation(cell.activations[2], c_new, cell.alphas[2], cell.betas[2])
     h_new = s["o"] * s["m"]
     if w["weight_hr"] is not None:
-        h_new = h_new @ w["weight_hr"].T
+        h_new = product(h_new, w["weight_hr"], precision)
     return (h_new, c_new), s
 
 
@@ -240,11 +415,11 @@ def _lstm_step_backward(cell, w, s, dstate, grads):
     return da, (_recurrent_backward(w, grads, da, s["h"]), dc)
 
 
-def _gru_step(cell, w, zx, state):
+def _gru_step(cell, w, zx, state, precision=None):
     (h,) = state
     H = w["weight_hh"].shape[0] // 3
     zx_r, zx_z, zx_n = np.split(zx, 3, axis=1)
-    zh_rz = h @ w["weight_hh"][:2 * H].T + w["bias_hh"][:2 * H]
+    zh_rz = product(h, w["weight_hh"][:2 * H], precision) + w["bias_hh"][:2 * H]
     W_hn, b_hn = w["weight_hh"][2 * H:], w["bias_hh"][2 * H:]
     s = {"h": h}
     s["a_r"] = zx_r + zh_rz[:, :H]
@@ -252,10 +427,10 @@ def _gru_step(cell, w, zx, state):
     s["r"] = r = _gate(cell, 0, s["a_r"])
     s["z"] = z = _gate(cell, 0, s["a_z"])
     if cell.linear_before_reset:
-        s["zh_n"] = h @ W_hn.T + b_hn
+        s["zh_n"] = product(h, W_hn, precision) + b_hn
         s["a_n"] = zx_n + r * s["zh_n"]
     else:
-        s["a_n"] = zx_n + (r * h) @ W_hn.T + b_hn
+        s["a_n"] = zx_n + product(r * h, W_hn, precision) + b_hn
     s["n"] = n = _gate(cell, 1, s["a_n"])
     return ((1 - z) * n + z * h,), s
 
@@ -332,7 +507,8 @@ def _time_order(T, N, lengths, reverse):
     return order, valid
 
 
-def direction_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
+def direction_forward(cell, x, state0, weights, *, lengths=None, reverse=False,
+                      precision=None):
     """Run one direction of a layer over a batch of sequences.
 
     Parameters
@@ -353,6 +529,10 @@ def direction_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
         Each sequence's length, in ``[0, T]``; None means all ``T``.
     reverse : bool
         Run each sequence backwards, from its own last valid step.
+    precision : {None, "bfloat16", "int8"}
+        The products' arithmetic (see ``product``); the reduced precisions
+        take float32 ``x`` only and give a cache that ``direction_backward``
+        refuses (inference only).
 
     Returns
     -------
@@ -368,6 +548,7 @@ def direction_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
     """
     x = _float_array("x", x)
     dtype = x.dtype
+    _check_precision(precision, dtype)
     T, N, _ = x.shape
     w = _filled_weights(cell, weights, dtype)
     state0 = state = tuple(np.asarray(s, dtype=dtype) for s in state0)
@@ -381,10 +562,10 @@ def direction_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
     # x in step order; padded positions never enter the computation.
     x_steps = np.where(valid[:, :, None], x[order, batch], 0)
     # The input half of every gate for all steps at once.
-    zx = x_steps @ w["weight_ih"].T + w["bias_ih"]            # (T, N, G*H)
+    zx = product(x_steps, w["weight_ih"], precision) + w["bias_ih"]    # (T, N, G*H)
     ys, steps = [], []
     for s in range(T):
-        new_state, saved = step_forward(cell, w, zx[s], state)
+        new_state, saved = step_forward(cell, w, zx[s], state, precision)
         keep = valid[s][:, None]            # padded steps leave the state as it was
         state = tuple(np.where(keep, new, old) for new, old in zip(new_state, state))
         ys.append(np.where(keep, new_state[0], 0))
@@ -394,7 +575,7 @@ def direction_forward(cell, x, state0, weights, *, lengths=None, reverse=False):
     cache = {"cell": cell, "x_steps": x_steps, "weights": w,
              "given": {k: weights[k] is not None for k in weights},
              "state0": state0,
-             "order": order, "valid": valid, "steps": steps}
+             "order": order, "valid": valid, "steps": steps, "precision": precision}
     return y, state, cache
 
 
@@ -421,6 +602,7 @@ def direction_backward(cache, dy, dstate_n):
         Same keys as the ``weights`` given to ``direction_forward``; None where
         that weight was None.
     """
+    _check_trainable(cache)
     cell, x_steps, w = cache["cell"], cache["x_steps"], cache["weights"]
     order, valid, steps = cache["order"], cache["valid"], cache["steps"]
     dtype = x_steps.dtype
@@ -468,12 +650,13 @@ def _suffix(direction):
 
 
 def layer_forward(cells, x, h0, c0, weights, *, lengths=None, training=False, n_threads=None,
-                  h_n=None, c_n=None):
+                  h_n=None, c_n=None, precision=None):
     """One layer, all its directions: ``fastrnn.functional.layer_forward`` in NumPy.
 
     Same arguments and results (see there); ``n_threads`` is accepted and
     ignored (NumPy's BLAS threads are its own), and ``saved`` is a list of
-    ``direction_forward`` caches.
+    ``direction_forward`` caches.  ``precision`` (None, ``"bfloat16"``,
+    ``"int8"``) as in ``direction_forward``.
     """
     lstm = cells[0].mode == "lstm"
     h_n = np.empty_like(h0) if h_n is None else h_n
@@ -482,7 +665,7 @@ def layer_forward(cells, x, h0, c0, weights, *, lengths=None, training=False, n_
     for d, cell in enumerate(cells):
         state0 = (h0[d], c0[d]) if lstm else (h0[d],)
         y, state_n, cache = direction_forward(cell, x, state0, weights[d], lengths=lengths,
-                                              reverse=d == 1)
+                                              reverse=d == 1, precision=precision)
         ys.append(y)
         caches.append(cache)
         h_n[d] = state_n[0]
@@ -523,12 +706,14 @@ def _layer_params(params, k, n_dirs):
 
 
 def stack_forward(cells_per_layer, params, x, h0, c0, *, lengths=None, dropout_masks=None,
-                  training=False, n_threads=None):
+                  training=False, n_threads=None, precision=None):
     """A stack of layers: ``fastrnn.functional.stack_forward`` in NumPy.
 
     Same arguments and results (see there): ``params`` under torch's
     state_dict names, ``h0`` (L*D, N, H_out), ``c0`` (L*D, N, H) or None,
-    ``y`` (T, N, D*H_out); ``n_threads`` is ignored.
+    ``y`` (T, N, D*H_out); ``n_threads`` is ignored.  ``precision`` (None,
+    ``"bfloat16"``, ``"int8"``) as in ``direction_forward``: every layer's
+    products in it, the output of one layer (float32) the next one's input.
     """
     D = len(cells_per_layer[0])
     lstm = c0 is not None
@@ -541,7 +726,8 @@ def stack_forward(cells_per_layer, params, x, h0, c0, *, lengths=None, dropout_m
         rows = slice(k * D, (k + 1) * D)
         inp, _, _, layer_caches = layer_forward(
             cells, inp, h0[rows], c0[rows] if lstm else None, _layer_params(params, k, D),
-            lengths=lengths, training=True, h_n=h_n[rows], c_n=c_n[rows] if lstm else None)
+            lengths=lengths, training=True, h_n=h_n[rows], c_n=c_n[rows] if lstm else None,
+            precision=precision)
         caches.append(layer_caches)
     return inp, h_n, c_n, {"caches": caches} if training else None
 
@@ -577,7 +763,7 @@ def stack_backward(cells_per_layer, params, x, h0, c0, saved, dy, dh_n, dc_n, *,
 # The stack as torch.nn.RNN / LSTM / GRU take it: states as tuples, defaults
 
 def forward(cell, x, state0, params, *, num_layers=1, bidirectional=False, lengths=None,
-            dropout_masks=None):
+            dropout_masks=None, precision=None):
     """Run a stack of layers, torch.nn.RNN / LSTM / GRU semantics.
 
     Parameters
@@ -605,6 +791,10 @@ def forward(cell, x, state0, params, *, num_layers=1, bidirectional=False, lengt
         ``num_layers - 1`` arrays (T, N, D*H_out), already scaled (0 or
         1/(1-p)); mask ``k`` multiplies layer ``k``'s output before it feeds
         layer ``k + 1``.
+    precision : {None, "bfloat16", "int8"}
+        None: everything in the dtype of ``x``.  ``"bfloat16"`` or ``"int8"``
+        (float32 ``x`` only, inference: ``backward`` refuses the cache): every
+        product as ``product`` computes it, as SPEC's frozen modules do.
 
     Returns
     -------
@@ -617,6 +807,7 @@ def forward(cell, x, state0, params, *, num_layers=1, bidirectional=False, lengt
     """
     x = _float_array("x", x)
     dtype = x.dtype
+    _check_precision(precision, dtype)
     N = x.shape[1]
     D = 2 if bidirectional else 1
     cells = [cell] * D if isinstance(cell, Cell) else list(cell)
@@ -635,7 +826,7 @@ def forward(cell, x, state0, params, *, num_layers=1, bidirectional=False, lengt
     masks = None if dropout_masks is None else [np.asarray(m, dtype=dtype)
                                                 for m in dropout_masks]
     stack = dict(cells_per_layer=[cells] * num_layers, params=params, x=x, h0=h0, c0=c0,
-                 lengths=lengths, dropout_masks=masks)
+                 lengths=lengths, dropout_masks=masks, precision=precision)
     y, h_n, c_n, saved = stack_forward(**stack, training=True)
     return y, (h_n, c_n) if lstm else (h_n,), dict(stack, saved=saved)
 
@@ -661,6 +852,7 @@ def backward(cache, dy, dstate_n):
     grads : dict
         Keyed like ``params``, one entry for every parameter present.
     """
+    _check_trainable(cache)
     dtype = cache["x"].dtype
     lstm = cache["c0"] is not None
     dh_n, dc_n = (tuple(None if d is None else np.asarray(d, dtype=dtype)

@@ -381,6 +381,11 @@ def fuzz_main(max_examples):
         m = draw(module())
         sd = m.state_dict()
         keys = sorted(sd)
+
+        def current(k):  # what an earlier edit left under k (0 for a dropped or None entry)
+            value = sd.get(k)
+            return 0 if value is None else value
+
         for _ in range(draw(st.integers(1, 3))):
             k = draw(st.sampled_from(keys))
             op = draw(st.sampled_from(["drop", "extra", "shape", "dtype", "list", "none",
@@ -390,11 +395,11 @@ def fuzz_main(max_examples):
             elif op == "extra":
                 sd[k + "_x"] = np.zeros(2)
             elif op == "shape":
-                sd[k] = np.zeros(np.asarray(sd.get(k, 0)).size + 1)
+                sd[k] = np.zeros(np.asarray(current(k)).size + 1)
             elif op == "dtype":
-                sd[k] = np.asarray(sd.get(k, 0)).astype(draw(st.sampled_from(DTYPES)))
+                sd[k] = np.asarray(current(k)).astype(draw(st.sampled_from(DTYPES)))
             elif op == "list":
-                sd[k] = np.asarray(sd.get(k, 0)).tolist()
+                sd[k] = np.asarray(current(k)).tolist()
             elif op == "none":
                 sd[k] = None
             elif op == "scalar":
