@@ -427,7 +427,7 @@ cdef class Prepared:
             self.data = self._block(rows // blocks, K)
             if fr_prepare(self.format, _data(self.data), self.data.nbytes, <const float *>_data(w),
                           rows // blocks, K, blocks, &self.prep) != FR_OK:
-                raise ValueError(f"weight: cannot prepare a {shape_text(weight.shape)} weight in "
+                raise ValueError(f"weight: cannot prepare a {tuple(weight.shape)} weight in "
                                  f"{precision} (int8 needs finite weights, rows of at most "
                                  "65536)")
         self.data.flags.writeable = False
@@ -466,9 +466,6 @@ cdef class Prepared:
             return (Prepared, (self.dense(), self.precision, self.blocks))
         return (_restore_prepared, (self.precision, self.shape, self.blocks, self.data.tobytes()))
 
-
-def shape_text(shape):
-    return str(tuple(shape))
 
 
 def _restore_prepared(str precision, tuple shape, int blocks, bytes content):
@@ -653,6 +650,16 @@ cdef class FrozenStack:
             inp = y
             k += 1
         return inp, h_n, c_n
+
+    def step(self, x, h0, c0, int n_threads):
+        """One step of a one-layer, one-direction stack (a frozen cell): x (1, N, I),
+        h0 (1, N, H_out), c0 (1, N, H) or None, checked, N >= 1.
+
+        Returns (h_n, c_n or None), new arrays; the step's output is h_n itself."""
+        h_n = np.empty_like(h0)
+        c_n = None if c0 is None else np.empty_like(c0)
+        (<FrozenCall>self.layers[0][0]).run(x, h_n, h0, c0, h_n, c_n, 0, None, n_threads)
+        return h_n, c_n
 
     def __reduce__(self):
         return (FrozenStack, (self.spec, self.n_dirs, self.hidden_out, self.precision))

@@ -179,8 +179,7 @@ class _FrozenCell(_Frozen):
         return cls._make(config, _core.FrozenStack(spec, 1, module._hidden_size, precision))
 
     def _layer_step(self, x, h0, c0):
-        _, h_n, c_n = self._stack.forward(x, h0, c0, None, get_num_threads())
-        return h_n, c_n
+        return self._stack.step(x, h0, c0, get_num_threads())
 
 
 def _frozen_class(module_class, base):
