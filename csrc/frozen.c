@@ -29,12 +29,14 @@ size_t fr_prepare_bytes(int format, int64_t n, int64_t K, int blocks)
     return (size_t)blocks * block_bytes(format, n, K);
 }
 
-fr_status fr_prepare(int format, void *mem, size_t bytes, const float *W, int64_t n, int64_t K,
-                     int blocks, fr_prepared *out)
+/* The checks fr_prepare and fr_prepared_view share, and *out's sizes; *each:
+ * the bytes of one block. */
+static fr_status start(int format, size_t bytes, int64_t n, int64_t K, int blocks,
+                       fr_prepared *out, size_t *each)
 {
-    size_t each = block_bytes(format, n, K);
-    if (n < 0 || K < 0 || blocks < 1 || blocks > FR_MAX_BLOCKS || each == 0
-        || bytes < (size_t)blocks * each)
+    *each = block_bytes(format, n, K);
+    if (n < 0 || K < 0 || blocks < 1 || blocks > FR_MAX_BLOCKS || *each == 0
+        || bytes < (size_t)blocks * *each)
         return FR_ERR_ARGUMENT;
     if (format == FR_FORMAT_PANELS && !fr_panels_available())
         return FR_ERR_ARGUMENT;
@@ -43,6 +45,15 @@ fr_status fr_prepare(int format, void *mem, size_t bytes, const float *W, int64_
     out->blocks = blocks;
     out->n = n;
     out->K = K;
+    return FR_OK;
+}
+
+fr_status fr_prepare(int format, void *mem, size_t bytes, const float *W, int64_t n, int64_t K,
+                     int blocks, fr_prepared *out)
+{
+    size_t each;
+    if (start(format, bytes, n, K, blocks, out, &each) != FR_OK)
+        return FR_ERR_ARGUMENT;
     for (int b = 0; b < blocks; b++) {
         char *block = (char *)mem + (size_t)b * each;
         const float *rows = W + (size_t)b * (size_t)n * (size_t)K;
@@ -67,17 +78,9 @@ fr_status fr_prepare(int format, void *mem, size_t bytes, const float *W, int64_
 fr_status fr_prepared_view(int format, void *mem, size_t bytes, int64_t n, int64_t K, int blocks,
                            fr_prepared *out)
 {
-    size_t each = block_bytes(format, n, K);
-    if (n < 0 || K < 0 || blocks < 1 || blocks > FR_MAX_BLOCKS || each == 0
-        || bytes < (size_t)blocks * each)
+    size_t each;
+    if (start(format, bytes, n, K, blocks, out, &each) != FR_OK)
         return FR_ERR_ARGUMENT;
-    if (format == FR_FORMAT_PANELS && !fr_panels_available())
-        return FR_ERR_ARGUMENT;
-    memset(out, 0, sizeof *out);
-    out->format = format;
-    out->blocks = blocks;
-    out->n = n;
-    out->K = K;
     for (int b = 0; b < blocks; b++) {
         char *block = (char *)mem + (size_t)b * each;
         fr_status status = FR_OK;

@@ -296,21 +296,41 @@ def forward(cell, tuple dims, x, list dirs, lengths, int n_threads):
     cdef fr_layer_f64 dirs64[2]
     cdef bint single = _fill_dirs(dirs, x, dirs32, dirs64)
     cdef int pass_ = FR_PASS_TRAIN if dirs[0].get("saved") is not None else FR_PASS_INFERENCE
-    ws = _scratch(fr_workspace_size(&c, &d, pass_, n_threads), x.dtype)
+    _run_forward(&c, &d, x, lengths, dirs32, dirs64, single, NULL, FR_FORMAT_DENSE, pass_,
+                 n_threads)
+
+
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+cdef int _run_forward(const fr_cell *c, const fr_dims *d, x, lengths, const fr_layer_f32 *dirs32,
+                      const fr_layer_f64 *dirs64, bint single, const fr_frozen_dir *frozen,
+                      int format, int pass_, int n_threads) except -1:
+    """One layer forward without the GIL: the module's kernels (FR_FORMAT_DENSE) or the
+    frozen ones over prepared weights, scratch from _scratch."""
+    cdef size_t n_ws
+    if format == FR_FORMAT_DENSE:
+        n_ws = fr_workspace_size(c, d, pass_, n_threads)
+    else:
+        n_ws = fr_frozen_workspace_size(c, d, format, n_threads)
+    ws = _scratch(n_ws, _FLOAT32 if single else _FLOAT64)
     cdef void *xp = _data(x)
     cdef void *wsp = _data(ws)
     cdef const int64_t *lp = <const int64_t *>_data(lengths)
     cdef fr_status status
     _enter_kernels()
     with nogil:
-        if single:
-            status = fr_forward_f32(&_blas, &c, &d, lp, <const float *>xp, dirs32,
-                                    <float *>wsp, n_threads)
+        if format != FR_FORMAT_DENSE:
+            status = fr_frozen_forward_f32(&_blas, c, d, lp, <const float *>xp, dirs32, frozen,
+                                           format, <float *>wsp, n_threads)
+        elif single:
+            status = fr_forward_f32(&_blas, c, d, lp, <const float *>xp, dirs32, <float *>wsp,
+                                    n_threads)
         else:
-            status = fr_forward_f64(&_blas, &c, &d, lp, <const double *>xp, dirs64,
-                                    <double *>wsp, n_threads)
+            status = fr_forward_f64(&_blas, c, d, lp, <const double *>xp, dirs64, <double *>wsp,
+                                    n_threads)
     _leave_kernels()
-    _check(status)
+    return _check(status)
 
 
 def backward(cell, tuple dims, x, dx, list dirs, lengths, int n_threads):
@@ -488,6 +508,21 @@ def _restore_prepared(str precision, tuple shape, int blocks, bytes content):
     return p
 
 
+cdef inline real *_at(char *p, const real *kind) noexcept:
+    """p typed as the field `kind` is."""
+    return <real *>p
+
+
+cdef inline void _point_states(fr_layer *L, char *h0, char *h_n, char *y, char *c0,
+                               char *c_n) noexcept:
+    """A direction's state and output arrays (NULL c0, c_n: none) into its struct."""
+    L.h0 = _at(h0, L.h0)
+    L.h_n = _at(h_n, L.h_n)
+    L.y = _at(y, L.y)
+    L.c0 = _at(c0, L.c0)
+    L.c_n = _at(c_n, L.c_n)
+
+
 cdef class FrozenCall:
     """One kernel call of a frozen layer: the directions that share a cell.
 
@@ -503,7 +538,6 @@ cdef class FrozenCall:
     cdef fr_frozen_dir fz[2]
     cdef int format, n_dirs, first, layer_dirs, single
     cdef int64_t input_size, hidden_size, proj_size, hidden_out
-    cdef object dtype
     cdef list keep
 
     def __init__(self, cell, list dir_indices, list weights, int layer_dirs, str precision):
@@ -512,7 +546,6 @@ cdef class FrozenCall:
         self.first = dir_indices[0]
         self.layer_dirs = layer_dirs
         self.single = precision != "float64"
-        self.dtype = np.dtype(np.float32 if self.single else np.float64)
         self.keep = weights
         cdef Prepared wih, whh, whr
         for k, w in enumerate(weights):
@@ -555,48 +588,23 @@ cdef class FrozenCall:
         cdef char *cnp = <char *>_data(c_n)
         cdef fr_layer_f32 l32[2]
         cdef fr_layer_f64 l64[2]
+        cdef int64_t h_at, c_at, y_at
         for k in range(self.n_dirs):
             dd = self.first + k
             srow = row0 + dd
+            h_at = srow * N * self.hidden_out * isz
+            c_at = srow * N * self.hidden_size * isz
+            y_at = dd * self.hidden_out * isz
             if self.single:
                 l32[k] = self.dirs32[k]
-                l32[k].h0 = <const float *>(h0p + srow * N * self.hidden_out * isz)
-                l32[k].h_n = <float *>(hnp + srow * N * self.hidden_out * isz)
-                l32[k].y = <float *>(yp + dd * self.hidden_out * isz)
-                if c0p != NULL:
-                    l32[k].c0 = <const float *>(c0p + srow * N * self.hidden_size * isz)
-                    l32[k].c_n = <float *>(cnp + srow * N * self.hidden_size * isz)
+                _point_states(&l32[k], h0p + h_at, hnp + h_at, yp + y_at,
+                              c0p + c_at if c0p != NULL else NULL, cnp + c_at if c0p != NULL else NULL)
             else:
                 l64[k] = self.dirs64[k]
-                l64[k].h0 = <const double *>(h0p + srow * N * self.hidden_out * isz)
-                l64[k].h_n = <double *>(hnp + srow * N * self.hidden_out * isz)
-                l64[k].y = <double *>(yp + dd * self.hidden_out * isz)
-                if c0p != NULL:
-                    l64[k].c0 = <const double *>(c0p + srow * N * self.hidden_size * isz)
-                    l64[k].c_n = <double *>(cnp + srow * N * self.hidden_size * isz)
-        cdef size_t n_ws
-        if self.format == FR_FORMAT_DENSE:
-            n_ws = fr_workspace_size(&self.cell, &d, FR_PASS_INFERENCE, n_threads)
-        else:
-            n_ws = fr_frozen_workspace_size(&self.cell, &d, self.format, n_threads)
-        ws = _scratch(n_ws, self.dtype)
-        cdef void *xp = _data(x)
-        cdef void *wsp = _data(ws)
-        cdef const int64_t *lp = <const int64_t *>_data(lengths)
-        cdef fr_status status
-        _enter_kernels()
-        with nogil:
-            if self.format != FR_FORMAT_DENSE:
-                status = fr_frozen_forward_f32(&_blas, &self.cell, &d, lp, <const float *>xp, l32,
-                                               self.fz, self.format, <float *>wsp, n_threads)
-            elif self.single:
-                status = fr_forward_f32(&_blas, &self.cell, &d, lp, <const float *>xp, l32,
-                                        <float *>wsp, n_threads)
-            else:
-                status = fr_forward_f64(&_blas, &self.cell, &d, lp, <const double *>xp, l64,
-                                        <double *>wsp, n_threads)
-        _leave_kernels()
-        return _check(status)
+                _point_states(&l64[k], h0p + h_at, hnp + h_at, yp + y_at,
+                              c0p + c_at if c0p != NULL else NULL, cnp + c_at if c0p != NULL else NULL)
+        return _run_forward(&self.cell, &d, x, lengths, l32, l64, self.single, self.fz,
+                            self.format, FR_PASS_INFERENCE, n_threads)
 
 
 cdef class FrozenStack:
