@@ -217,6 +217,34 @@ def test_long_sequence_does_not_drift(mode):
 # ---------------------------------------------------------------------------
 # The portable path, copies, threads, sizes
 
+# Shapes where two threads split the work: units (N < 8: a barrier per step,
+# cut at panels of 16), batch rows, both directions at once; T past a chunk of
+# 1024 rows, so that the reverse direction with lengths converts its input
+# rows sequence by sequence.
+SPLITS = [("lstm", dict(), 256, 2, 6), ("lstm", dict(proj_size=100), 200, 3, 5),
+          ("gru", dict(linear_before_reset=False), 160, 2, 4), ("rnn", dict(), 300, 1, 9),
+          ("gru", dict(), 64, 16, 7), ("lstm", dict(bidirectional=True), 64, 16, 100)]
+
+
+@pytest.mark.parametrize("precision", [None, "bfloat16", "int8"])
+@pytest.mark.parametrize("mode,options,H,N,T", SPLITS)
+def test_two_threads_equal_one(mode, options, H, N, T, precision):
+    module = _make(mode, options, 40, H, seed=H)
+    frozen = fastrnn.freeze(module, precision)
+    x = _input(module, T, N, F32, seed=N)
+    lengths = _rng(T).integers(0, T + 1, N)
+    with fastrnn.threads(1):
+        one = frozen(x, lengths=lengths)
+    with fastrnn.threads(2):
+        two = frozen(x, lengths=lengths)
+        if precision is None:
+            _assert_outputs_close(two, module(x, lengths=lengths), F32)
+    if precision is None:       # the float32 panels sum some columns in another order
+        _assert_outputs_close(two, one, F32)
+    else:                       # each column's sum is the same, however the columns split
+        np.testing.assert_array_equal(two[0], one[0])
+
+
 @pytest.mark.parametrize("precision", ["bfloat16", "int8"])
 def test_portable_path_equals_vector_path(precision):
     module = _make("lstm", dict(proj_size=20, bidirectional=True), 30, 50, seed=11)
