@@ -51,12 +51,21 @@ def _precision(module, dtype):
     return own
 
 
-def _finite(module, precision):
-    if precision in _REDUCED:
-        for name, value in module._params().items():
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"module: {name} holds a NaN or an infinity; {precision} "
-                                 "weights must be finite")
+# The longest weight row an int8 product takes (csrc/lowp.h's FR_INT8_MAX_K).
+INT8_MAX_K = 65536
+
+
+def _check_weights(module, precision):
+    """The reduced precisions take finite weights, int8 rows of at most INT8_MAX_K."""
+    if precision not in _REDUCED:
+        return
+    for name, value in module._params().items():
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"module: {name} holds a NaN or an infinity; {precision} "
+                             "weights must be finite")
+        if precision == "int8" and value.ndim == 2 and value.shape[1] > INT8_MAX_K:
+            raise ValueError(f"module: {name} has rows of {value.shape[1]}; int8 products "
+                             f"take rows of at most {INT8_MAX_K}")
 
 
 def _prepare_direction(w, gates, precision, dtype):
@@ -260,5 +269,5 @@ def freeze(module, dtype=None):
         raise TypeError(f"module: expected a fastrnn RNN, LSTM, GRU, RNNCell, LSTMCell or "
                         f"GRUCell, got {describe(module)}{hint}")
     precision = _precision(module, dtype)
-    _finite(module, precision)
+    _check_weights(module, precision)
     return frozen_class._freeze(module, precision)

@@ -350,6 +350,9 @@ def test_bad_freeze_arguments():
         with pytest.raises(ValueError, match="weight_hh_l0"):
             fastrnn.freeze(module, dtype)
     fastrnn.freeze(module)   # float32 keeps NaN weights, as the module does
+    wide = fastrnn.RNNCell(65537, 1)
+    with pytest.raises(ValueError, match="weight_ih.*65536"):
+        fastrnn.freeze(wide, "int8")
 
 
 def _message(call):
