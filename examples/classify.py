@@ -24,16 +24,7 @@ from torch.nn.utils.rnn import pack_sequence
 
 import fastrnn.torch
 
-from common import Clock, parser, result
-
-
-def load(split):
-    """A list of (T_i, 12) float32 arrays and their speaker labels (0-8)."""
-    from sktime.datasets import load_japanese_vowels
-    frame, labels = load_japanese_vowels(split=split)
-    seqs = [np.stack([np.asarray(frame.iloc[i, j].dropna(), np.float32)
-                      for j in range(frame.shape[1])], axis=1) for i in range(len(frame))]
-    return seqs, np.asarray(labels).astype(int) - 1
+from common import Clock, japanese_vowels, parser, result
 
 
 class SpeakerNet(nn.Module):
@@ -66,8 +57,8 @@ def main():
     clock = Clock()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    train_x, train_y = load("train")
-    test_x, test_y = load("test")
+    train_x, train_y = japanese_vowels("train")
+    test_x, test_y = japanese_vowels("test")
     frames = np.concatenate(train_x)
     mean, std = frames.mean(0), frames.std(0)
     lengths = [len(s) for s in train_x + test_x]

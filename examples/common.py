@@ -1,4 +1,5 @@
-"""What the examples share: their command line and their closing result line.
+"""What the examples share: their command line, their closing result line and
+the JapaneseVowels recordings that two of them read.
 
 Each example is run as ``python examples/NAME.py [--quick]``; its last line is
 ``result: <metric> <value> (baseline <name> <value>)``, which
@@ -7,6 +8,8 @@ tests/test_examples.py reads.
 
 import argparse
 import time
+
+import numpy as np
 
 
 def parser(description):
@@ -32,3 +35,21 @@ def result(metric, value, baseline, baseline_value):
     """Print the closing line: ``result: metric value (baseline name value)``."""
     print(f"result: {metric} {value:.4g} (baseline {baseline} {baseline_value:.4g})",
           flush=True)
+
+
+def japanese_vowels(split):
+    """sktime's JapaneseVowels ``split`` ("train" or "test") as arrays.
+
+    Returns
+    -------
+    recordings : list of ndarray, float32, (T_i, 12)
+        One array per recording, its frames of 12 cepstral coefficients.
+    labels : ndarray of int
+        Each recording's speaker, 0-8.
+    """
+    from sktime.datasets import load_japanese_vowels
+    frame, labels = load_japanese_vowels(split=split)
+    recordings = [np.stack([np.asarray(frame.iloc[i, j].dropna(), np.float32)
+                            for j in range(frame.shape[1])], axis=1)
+                  for i in range(len(frame))]
+    return recordings, np.asarray(labels).astype(int) - 1

@@ -22,22 +22,11 @@ import numpy as np
 
 import fastrnn
 
-from common import Clock, parser, result
+from common import Clock, japanese_vowels, parser, result
 
 # The precisions the cell is streamed in: name -> how the float32 cell becomes
 # the one that runs.
 VARIANTS = {"float32": lambda cell: cell}
-
-
-def load_recordings():
-    from sktime.datasets import load_japanese_vowels
-    recordings = []
-    for split in ("train", "test"):
-        frame, _ = load_japanese_vowels(split=split)
-        for i in range(len(frame)):
-            recordings.append(np.stack([np.asarray(frame.iloc[i, j].dropna(), np.float32)
-                                        for j in range(frame.shape[1])], axis=1))
-    return recordings
 
 
 def numpy_step(weights):
@@ -88,7 +77,7 @@ def main():
     if args.quick:
         args.frames = 20_000
     clock = Clock()
-    recordings = load_recordings()
+    recordings = japanese_vowels("train")[0] + japanese_vowels("test")[0]
     n_features = recordings[0].shape[1]
     cell = fastrnn.LSTMCell(n_features, args.hidden_size, seed=args.seed)
     print(f"JapaneseVowels frames: {len(recordings)} recordings, {args.frames} frames "

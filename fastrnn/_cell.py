@@ -46,6 +46,31 @@ DEFAULT_ACTIVATIONS = {
 ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 
 
+def activation_params(names, alphas, betas):
+    """Each activation's (alpha, beta), ONNX's way.
+
+    ``alphas`` and ``betas`` are consumed in order by the activations that
+    take one (both directions: forward first); an activation left without
+    a value gets its ONNX operator's default; values left over are ignored
+    (as ONNX Runtime does).  Activations that take none get 0.0.
+    """
+    alpha_iter, beta_iter = iter(alphas or ()), iter(betas or ())
+    out = []
+    for name in names:
+        da, db = ACTIVATIONS[name]
+        a = 0.0 if da is None else float(next(alpha_iter, da))
+        b = 0.0 if db is None else float(next(beta_iter, db))
+        out.append((a, b))
+    return out
+
+
+def default_activations(mode, n_dirs, nonlinearity="tanh"):
+    """The activation names a layer uses when none are given, both directions."""
+    if mode == "rnn":
+        return ("Tanh" if nonlinearity == "tanh" else "Relu",) * n_dirs
+    return DEFAULT_ACTIVATIONS[mode] * n_dirs
+
+
 @dataclass(frozen=True)
 class Cell:
     """The recurrence of one layer direction.
@@ -95,10 +120,7 @@ class Cell:
         if mode == "rnn" and nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         if activations is None:
-            if mode == "rnn":
-                activations = ("Tanh",) if nonlinearity == "tanh" else ("Relu",)
-            else:
-                activations = DEFAULT_ACTIVATIONS[mode]
+            activations = default_activations(mode, 1, nonlinearity)
         activations = tuple(activations)
         want = len(DEFAULT_ACTIVATIONS[mode])
         if len(activations) != want:
@@ -108,16 +130,10 @@ class Cell:
             if name not in ACTIVATIONS:
                 raise ValueError(f"activations: expected names among {list(ACTIVATIONS)}, "
                                  f"got {name!r}")
-        alpha_iter = iter(() if alphas is None else alphas)
-        beta_iter = iter(() if betas is None else betas)
-        a_out, b_out = [], []
-        for name in activations:
-            da, db = ACTIVATIONS[name]
-            a_out.append(0.0 if da is None else float(next(alpha_iter, da)))
-            b_out.append(0.0 if db is None else float(next(beta_iter, db)))
+        a_out, b_out = zip(*activation_params(activations, alphas, betas))
         if clip is not None:
             clip = float(clip)
             if not clip > 0:
                 raise ValueError(f"clip: expected a positive number or None, got {clip!r}")
-        return cls(mode, activations, tuple(a_out), tuple(b_out), clip,
+        return cls(mode, activations, a_out, b_out, clip,
                    bool(input_forget), bool(linear_before_reset))

@@ -10,7 +10,7 @@ Sizes.  The kernels pass every GEMM dimension and leading dimension to BLAS
 as a C int (``fr_blas_int``, 32 bits: SciPy's BLAS is LP64) and index their
 arrays with int64_t and size_t.  For a layer with G gates, input I (the input
 size for the first layer, D*H_out after it), hidden size H, output H_out and
-D directions, the GEMMs take (csrc/layer.h and the cells):
+D directions, the GEMMs take (csrc/forward.h, backward.h and the cells):
 
 * rows: N per step, chunk*N <= max(N, 1024) for the input GEMM in
   inference, T*N in training (the input GEMM over all steps, the k of the

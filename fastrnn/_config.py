@@ -12,7 +12,7 @@ import platform
 import sys
 
 from fastrnn import _core
-from fastrnn.threads import _default_num_threads, _local, get_num_threads
+from fastrnn.threads import _DEFAULT_RULE, _DEFAULT_THREADS, _local, get_num_threads
 from fastrnn._version import __version__
 
 __all__ = ["show_config", "cpu_features"]
@@ -147,20 +147,6 @@ def _blas():
 def _openmp():
     runtimes = [lib.get("filepath") for lib in _loaded_libraries("openmp")]
     return {"enabled": _core.openmp_enabled(), "runtimes": runtimes}
-
-
-def _thread_rule():
-    """Where the process-wide default count comes from (see fastrnn.threads)."""
-    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if first.isdigit() and int(first) >= 1:
-        return "OMP_NUM_THREADS"
-    if hasattr(os, "sched_getaffinity"):
-        return "the cores this process may run on (os.sched_getaffinity)"
-    return "os.cpu_count()"
-
-
-# Read when fastrnn is imported, as fastrnn.threads reads its default.
-_DEFAULT_THREADS, _DEFAULT_RULE = _default_num_threads(), _thread_rule()
 
 
 def _thread_default():

@@ -549,9 +549,6 @@ class GRU(_RNNBase):
     ((5, 40), (2, 20))
 """)
 
-
-# ---------------------------------------------------------------------------
-
     _mode = "gru"
     linear_before_reset = config_property(
         "linear_before_reset", "bool: True is PyTorch's GRU, False the original one.")

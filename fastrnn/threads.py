@@ -16,16 +16,19 @@ __all__ = ["set_num_threads", "get_num_threads", "threads"]
 
 
 def _default_num_threads():
+    """The default count and where it came from (``fastrnn.show_config`` says)."""
     value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if value.isdigit() and int(value) >= 1:
-        return int(value)
+        return int(value), "OMP_NUM_THREADS"
     try:
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0)), "the cores this process may run on (os.sched_getaffinity)"
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        return os.cpu_count() or 1, "os.cpu_count()"
 
 
-_process_threads = _default_num_threads()
+# Read once, when fastrnn is imported.
+_DEFAULT_THREADS, _DEFAULT_RULE = _default_num_threads()
+_process_threads = _DEFAULT_THREADS
 _local = threading.local()
 
 

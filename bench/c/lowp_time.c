@@ -16,7 +16,8 @@
 #include <time.h>
 
 #include "lowp.h"
-#include "packed.h"
+#include "fastrnn.h"
+#include "avx512.h"
 
 #define BLOCK 9  /* calls per block (the first warms up) */
 #define ROUNDS 15 /* blocks per kernel */
@@ -78,7 +79,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < n_ms; i++)
             ms[i] = atoll(argv[i + 1]);
     }
-    if (!fr_cpu_has_avx512()) {
+    fr_init();
+    if (!fr_cpu_flags().avx512f) {
         fprintf(stderr, "lowp_time: no AVX-512, so no float32 packed kernel to compare with\n");
         return 1;
     }

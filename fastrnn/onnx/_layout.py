@@ -10,7 +10,7 @@ peepholes i, f, o.  Export, load and the session convert through here.
 
 import numpy as np
 
-from fastrnn._cell import ACTIVATIONS, DEFAULT_ACTIVATIONS, GATES
+from fastrnn._cell import ACTIVATIONS, GATES
 
 #: ONNX operator -> fastrnn mode, and back.
 MODES = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
@@ -80,24 +80,6 @@ def canonical_activation(name):
     return None
 
 
-def activation_params(names, alphas, betas):
-    """Each activation's (alpha, beta), ONNX's way.
-
-    ``alphas`` and ``betas`` are consumed in order by the activations that
-    take one (both directions: forward first); an activation left without
-    a value gets its ONNX operator's default; values left over are ignored
-    (as ONNX Runtime does).  Activations that take none get 0.0.
-    """
-    alpha_iter, beta_iter = iter(alphas or ()), iter(betas or ())
-    out = []
-    for name in names:
-        da, db = ACTIVATIONS[name]
-        a = 0.0 if da is None else float(next(alpha_iter, da))
-        b = 0.0 if db is None else float(next(beta_iter, db))
-        out.append((a, b))
-    return out
-
-
 def explicit_params(names, params):
     """``activation_alpha`` / ``activation_beta`` lists naming every value.
 
@@ -109,8 +91,3 @@ def explicit_params(names, params):
     return alphas, betas
 
 
-def default_activations(mode, n_dirs, nonlinearity="tanh"):
-    """The activation names a layer uses when none are given, both directions."""
-    if mode == "rnn":
-        return ("Tanh" if nonlinearity == "tanh" else "Relu",) * n_dirs
-    return DEFAULT_ACTIVATIONS[mode] * n_dirs

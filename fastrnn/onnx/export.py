@@ -26,6 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 import fastrnn
+from fastrnn._cell import activation_params, default_activations
 from fastrnn.onnx import _layout
 
 __all__ = ["to_model", "export"]
@@ -50,10 +51,10 @@ def _attributes(module, mode, n_dirs):
         attrs["direction"] = "bidirectional"
     nonlinearity = getattr(module, "nonlinearity", "tanh")
     names = (tuple(module.activations) if module.activations is not None
-             else _layout.default_activations(mode, n_dirs, nonlinearity))
-    if names != _layout.default_activations(mode, n_dirs):
+             else default_activations(mode, n_dirs, nonlinearity))
+    if names != default_activations(mode, n_dirs):
         attrs["activations"] = list(names)
-    params = _layout.activation_params(names, module.activation_alpha, module.activation_beta)
+    params = activation_params(names, module.activation_alpha, module.activation_beta)
     alphas, betas = _layout.explicit_params(names, params)
     if alphas:
         attrs["activation_alpha"] = alphas

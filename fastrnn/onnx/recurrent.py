@@ -18,7 +18,7 @@ import numpy as np
 
 import fastrnn
 from fastrnn import reference
-from fastrnn._cell import DEFAULT_ACTIVATIONS, GATES, Cell
+from fastrnn._cell import DEFAULT_ACTIVATIONS, GATES, Cell, activation_params, default_activations
 from fastrnn.onnx import _layout
 
 _DIRECTIONS = ("forward", "reverse", "bidirectional")
@@ -88,7 +88,7 @@ class Spec:
         k = len(DEFAULT_ACTIVATIONS[self.mode])
         names = a.get("activations")
         if names is None:
-            names = _layout.default_activations(self.mode, self.n_dirs)
+            names = default_activations(self.mode, self.n_dirs)
         if len(names) != k * self.n_dirs:
             raise ValueError(f"{label}: activations must name {k * self.n_dirs} functions "
                              f"({k} per direction), got {len(names)}: {names}")
@@ -100,7 +100,7 @@ class Spec:
                                  f"{', '.join(_layout.ACTIVATIONS)})")
             canonical.append(known)
         self.activations = tuple(canonical)
-        self.params = _layout.activation_params(self.activations, a.get("activation_alpha"),
+        self.params = activation_params(self.activations, a.get("activation_alpha"),
                                                 a.get("activation_beta"))
 
     @property
@@ -170,7 +170,7 @@ def module_options(spec, reverse=False):
                          f"(only the LSTM takes cell_clip)")
     options = {"bidirectional": spec.n_dirs == 2}
     D = spec.n_dirs
-    if spec.activations == _layout.default_activations(spec.mode, D):
+    if spec.activations == default_activations(spec.mode, D):
         pass                            # the module's own defaults
     elif spec.mode == "rnn" and spec.activations == ("Relu",) * D:
         options["nonlinearity"] = "relu"

@@ -8,11 +8,12 @@ switches by changing an import.
 """
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 
 import numpy as np
 
 import fastrnn
-from fastrnn.onnx.graph import Graph, read_model
+from fastrnn.onnx.graph import RECURRENT, Graph, read_model
 from fastrnn.onnx.ops import evaluate
 from fastrnn.onnx.recurrent import Layer, Spec
 
@@ -69,7 +70,7 @@ class InferenceSession:
             self._feed_specs[name] = _feed_spec(value.dtype, str(value.dtype), value.shape)
         self._base = dict(graph.constants)
         self._base.update(graph.defaults)
-        self._steps = [_RecurrentStep(node, graph) if node.op in ("RNN", "LSTM", "GRU")
+        self._steps = [_RecurrentStep(node, graph) if node.op in RECURRENT
                        else _PlumbingStep(node, graph.opset) for node in graph.runtime]
         self._output_names = [v.name for v in graph.outputs]
 
@@ -115,13 +116,9 @@ class InferenceSession:
         env = dict(self._base)
         env.update(self._check_feeds(input_feed))
         fresh = set()
-        if self._threads is None:
+        with nullcontext() if self._threads is None else fastrnn.threads(self._threads):
             for step in self._steps:
                 step(env, fresh)
-        else:
-            with fastrnn.threads(self._threads):
-                for step in self._steps:
-                    step(env, fresh)
         return _hand_back([env[name] for name in names], fresh)
 
     def _check_names(self, output_names):
