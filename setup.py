@@ -92,7 +92,8 @@ def extension():
     return Extension(
         "fastrnn._core",
         sources=["fastrnn/_core.pyx", "csrc/cpu.c", "csrc/plan.c", "csrc/avx512.c",
-                 "csrc/kernels_f32.c", "csrc/kernels_f64.c"],
+                 "csrc/kernels_f32.c", "csrc/kernels_f64.c", "csrc/lowp.c", "csrc/lowp_bf16.c",
+                 "csrc/lowp_int8.c", "csrc/frozen.c"],
         include_dirs=["csrc"],
         depends=[os.path.join("csrc", f) for f in os.listdir("csrc")],
         extra_compile_args=cflags,

@@ -135,7 +135,7 @@ fr_status FR_NAME(fr_backward)(const fr_blas *blas, const fr_cell *cell, const f
     if (d->n_dirs < 1 || d->n_dirs > 2 || d->seq_len < 1 || d->batch < 1)
         return FR_ERR_ARGUMENT;
     fr_plan plan = fr_make_plan(cell, d, FR_PASS_BACKWARD, n_threads);
-    fr_layout lay = fr_make_layout(cell, d, FR_PASS_BACKWARD, &plan);
+    fr_layout lay = fr_make_layout(cell, d, FR_PASS_BACKWARD, &plan, FR_FORMAT_DENSE);
     int64_t TN = d->seq_len * d->batch, I = d->input_size;
     int64_t GH = fr_gates(cell->mode) * d->hidden_size;
 #pragma omp parallel num_threads(plan.n_threads)
@@ -143,18 +143,20 @@ fr_status FR_NAME(fr_backward)(const fr_blas *blas, const fr_cell *cell, const f
         work w;
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         int dir = make_work(&w, &plan, &lay, ws, d->n_dirs, d->batch, d->hidden_size,
-                            d->proj_size, tid);
+                            d->proj_size, tid, FR_FORMAT_DENSE);
         int last = plan.teams == 1 ? d->n_dirs - 1 : dir;
         for (; dir <= last; dir++) {
             ctx c;
-            make_ctx(&c, blas, cell, d, lengths, x, &dirs[dir], dir, &plan, &lay, ws);
+            make_ctx(&c, blas, cell, d, lengths, x, &dirs[dir], dir, &plan, &lay, ws, NULL,
+                     FR_FORMAT_DENSE);
             run_backward_steps(&c, &w);
         }
         _Pragma("omp barrier")
         /* Every thread takes a share of the big products over all steps. */
         for (int k = 0; k < d->n_dirs; k++) {
             ctx c;
-            make_ctx(&c, blas, cell, d, lengths, x, &dirs[k], k, &plan, &lay, ws);
+            make_ctx(&c, blas, cell, d, lengths, x, &dirs[k], k, &plan, &lay, ws, NULL,
+                     FR_FORMAT_DENSE);
             weight_grads(&c, w.blocks, tid, nt);
             /* dx = sum over directions of dgates @ W_ih */
             int64_t r0 = part(TN, tid, nt), r1 = part(TN, tid + 1, nt);

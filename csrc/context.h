@@ -27,6 +27,8 @@ typedef struct {
     REAL *ws;                 /* this direction's block of the workspace */
     REAL *saved;              /* training: the saved block; NULL in inference */
     int panels;               /* this call packs its weights and runs the packed products */
+    int format;               /* FR_FORMAT_DENSE, or a frozen call's format (frozen.h) */
+    const fr_frozen_dir *fz;  /* a frozen call: this direction's prepared weights; else NULL */
     int all_steps;            /* the input product of one chunk covers every step */
     int64_t s0, chunk;        /* the current chunk of steps (inference) */
 } ctx;
@@ -40,6 +42,7 @@ typedef struct {
     int sync;                 /* a barrier is needed after each phase of a step */
     REAL *tmp;                /* per-thread scratch, 12 * H */
     REAL *blocks;             /* backward: fr_gemm_blocked's packed blocks, past tmp */
+    REAL *lowp;               /* frozen bfloat16 / int8: the thread's converted state rows */
 } work;
 
 static inline REAL *W(const ctx *c, size_t offset) { return c->ws + offset; }
@@ -49,6 +52,14 @@ static inline int64_t time_of(const ctx *c, int64_t len, int64_t s)
     return c->L->reverse ? len - 1 - s : s;
 }
 static inline int64_t part(int64_t total, int k, int parts) { return total * k / parts; }
+
+/* part() at whole panels of 16: where a frozen call's hidden split cuts, so
+ * that each thread's units start at a panel of the prepared weights. */
+static inline int64_t panel_part(int64_t total, int k, int parts)
+{
+    int64_t at = FR_LOWP_PANEL * part((total + FR_LOWP_PANEL - 1) / FR_LOWP_PANEL, k, parts);
+    return at < total ? at : total;
+}
 
 #define BARRIER_IF(cond)                                                          \
     do {                                                                          \
@@ -126,7 +137,8 @@ static void finish_step(const ctx *c, const work *w, int64_t s, const REAL *hpre
 
 static void make_ctx(ctx *c, const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
                      const int64_t *lengths, const REAL *x, const LAYER *L, int dir,
-                     const fr_plan *plan, const fr_layout *lay, REAL *ws)
+                     const fr_plan *plan, const fr_layout *lay, REAL *ws,
+                     const fr_frozen_dir *fz, int format)
 {
     c->blas = blas;
     c->cell = cell;
@@ -150,14 +162,18 @@ static void make_ctx(ctx *c, const fr_blas *blas, const fr_cell *cell, const fr_
     c->saved = L->saved;
     c->chunk = L->saved ? c->T : plan->chunk;
     c->all_steps = c->chunk >= c->T;
-    c->panels = FR_REAL_IS_FLOAT && FR_HAVE_AVX512 && fr_worth_packing(d) && fr_packed_enabled();
+    c->format = format;
+    c->fz = fz;
+    c->panels = format == FR_FORMAT_DENSE && FR_REAL_IS_FLOAT && FR_HAVE_AVX512
+                && fr_worth_packing(d) && fr_packed_enabled();
     c->s0 = 0;
 }
 
 /* The thread's share: direction, rows, units and output columns. */
 static int make_work(work *w, const fr_plan *plan, const fr_layout *lay, REAL *ws, int n_dirs,
-                     int64_t N, int64_t H, int64_t P, int tid)
+                     int64_t N, int64_t H, int64_t P, int tid, int format)
 {
+    int64_t (*cut)(int64_t, int, int) = format == FR_FORMAT_DENSE ? part : panel_part;
     int dir = plan->teams == 1 ? 0 : tid / plan->per_team;
     w->rank = tid % plan->per_team;
     w->team_size = plan->per_team;
@@ -165,8 +181,8 @@ static int make_work(work *w, const fr_plan *plan, const fr_layout *lay, REAL *w
     int64_t Hout = P ? P : H;
     if (plan->split == FR_SPLIT_HIDDEN) {
         w->n0 = 0, w->n1 = N;
-        w->j0 = part(H, k, parts), w->j1 = part(H, k + 1, parts);
-        w->o0 = part(Hout, k, parts), w->o1 = part(Hout, k + 1, parts);
+        w->j0 = cut(H, k, parts), w->j1 = cut(H, k + 1, parts);
+        w->o0 = cut(Hout, k, parts), w->o1 = cut(Hout, k + 1, parts);
         w->sync = parts > 1;
     } else {
         w->n0 = part(N, k, parts), w->n1 = part(N, k + 1, parts);
@@ -176,5 +192,6 @@ static int make_work(work *w, const fr_plan *plan, const fr_layout *lay, REAL *w
     }
     w->tmp = ws + (size_t)n_dirs * lay->per_dir + (size_t)tid * lay->per_thread;
     w->blocks = w->tmp + 12 * H;
+    w->lowp = w->tmp + lay->lowp;
     return dir;
 }

@@ -76,6 +76,30 @@ size_t fr_int8_weights_bytes(int64_t n, int64_t K)
                           : int8_panels_bytes(n, K) + (size_t)fr_lowp_panels(n) * FR_LOWP_PANEL * per_column + 63;
 }
 
+fr_status fr_bf16_view(void *mem, size_t bytes, int64_t n, int64_t K, fr_bf16_weights *w)
+{
+    if (n < 0 || K < 0 || bytes < fr_bf16_weights_bytes(n, K))
+        return FR_ERR_ARGUMENT;
+    w->n = n;
+    w->K = K;
+    w->panels = aligned64(mem);
+    return FR_OK;
+}
+
+fr_status fr_int8_view(void *mem, size_t bytes, int64_t n, int64_t K, fr_int8_weights *w)
+{
+    if (n < 0 || K < 0 || K > FR_INT8_MAX_K || bytes < fr_int8_weights_bytes(n, K))
+        return FR_ERR_ARGUMENT;
+    int8_t *panels = aligned64(mem);
+    float *scale_w = (float *)((char *)panels + int8_panels_bytes(n, K));
+    w->n = n;
+    w->K = K;
+    w->panels = panels;
+    w->scale_w = scale_w;
+    w->colsum = (int32_t *)(scale_w + fr_lowp_panels(n) * FR_LOWP_PANEL);
+    return FR_OK;
+}
+
 fr_status fr_bf16_prepare(void *mem, size_t bytes, const float *W, int64_t ldw, int64_t n,
                           int64_t K, fr_bf16_weights *w)
 {

@@ -99,6 +99,13 @@ fr_status fr_bf16_prepare(void *mem, size_t bytes, const float *W, int64_t ldw, 
 fr_status fr_int8_prepare(void *mem, size_t bytes, const float *W, int64_t ldw, int64_t n,
                           int64_t K, fr_int8_weights *w);
 
+/* Point *w into a block prepared before by fr_*_prepare for the same n and K
+ * and copied since to mem, `bytes` long, at the same offset from a 64-byte
+ * boundary (a prepared block holds no pointer of its own).  FR_ERR_ARGUMENT
+ * as fr_*_prepare for sizes and a short block. */
+fr_status fr_bf16_view(void *mem, size_t bytes, int64_t n, int64_t K, fr_bf16_weights *w);
+fr_status fr_int8_view(void *mem, size_t bytes, int64_t n, int64_t K, fr_int8_weights *w);
+
 /* The left operand: m rows of A (K long, row stride lda; IN) into Ab (row
  * stride ldab >= fr_bf16_row_elems(K); OUT), or into Aq (row stride ldaq >=
  * fr_int8_row_bytes(K); OUT) with scale_a (m; OUT). */

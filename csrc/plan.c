@@ -61,7 +61,8 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
     return p;
 }
 
-fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const fr_plan *plan)
+fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const fr_plan *plan,
+                         int format)
 {
     fr_layout l = {0};
     size_t T = (size_t)d->seq_len, N = (size_t)d->batch, H = (size_t)d->hidden_size;
@@ -71,6 +72,8 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
     int gru_lbr = cell->mode == FR_GRU && cell->linear_before_reset;
     int gru_orig = cell->mode == FR_GRU && !cell->linear_before_reset;
     size_t off = 0;
+    /* A frozen call's weights are prepared: it packs none of its own. */
+    int packs = format == FR_FORMAT_DENSE && fr_worth_packing(d);
 #define FR_TAKE(field, n) (l.field = off, off += (n))
     if (pass == FR_PASS_BACKWARD) {
         FR_TAKE(dgx, TN * GH);
@@ -90,15 +93,18 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
         FR_TAKE(rh, gru_orig ? N * H : 0);
         FR_TAKE(hg, N * GH);
         /* W_hh packed per thread, gate by gate (float32, AVX-512) */
-        FR_TAKE(panels_hh, fr_worth_packing(d) ? G * (H + FR_PANEL * (size_t)plan->per_team) * Hout : 0);
+        FR_TAKE(panels_hh, packs ? G * (H + FR_PANEL * (size_t)plan->per_team) * Hout : 0);
         /* W_ih packed per thread, its columns of the input GEMM (float32, AVX-512) */
-        FR_TAKE(panels_ih, fr_worth_packing(d)
-                               ? (GH + FR_PANEL * (size_t)plan->per_team) * (size_t)d->input_size : 0);
+        FR_TAKE(panels_ih, packs ? (GH + FR_PANEL * (size_t)plan->per_team) * (size_t)d->input_size
+                                 : 0);
         FR_TAKE(xg, pass == FR_PASS_INFERENCE ? (size_t)plan->chunk * N * GH : 0);
+        FR_TAKE(xq, fr_lowp_rows_floats(format, plan->chunk * (int64_t)N, d->input_size));
     }
 #undef FR_TAKE
     l.per_dir = off;
     l.per_thread = 12 * H; /* activation values and derivatives of one row's unit slice */
+    l.lowp = l.per_thread; /* then a frozen call's converted state rows (H >= H_out wide) */
+    l.per_thread += fr_lowp_rows_floats(format, (int64_t)N, (int64_t)H);
     if (pass == FR_PASS_BACKWARD && fr_worth_packing(d)) { /* fr_gemm_blocked's operands */
         size_t widest = (size_t)d->input_size > H ? (size_t)d->input_size : H;
         widest = Hout > widest ? Hout : widest;
@@ -126,7 +132,13 @@ fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d)
 size_t fr_workspace_size(const fr_cell *cell, const fr_dims *d, int pass, int n_threads)
 {
     fr_plan plan = fr_make_plan(cell, d, pass, n_threads);
-    return fr_make_layout(cell, d, pass, &plan).total;
+    return fr_make_layout(cell, d, pass, &plan, FR_FORMAT_DENSE).total;
+}
+
+size_t fr_frozen_workspace_size(const fr_cell *cell, const fr_dims *d, int format, int n_threads)
+{
+    fr_plan plan = fr_make_plan(cell, d, FR_PASS_INFERENCE, n_threads);
+    return fr_make_layout(cell, d, FR_PASS_INFERENCE, &plan, format).total;
 }
 
 size_t fr_saved_size(const fr_cell *cell, const fr_dims *d)

@@ -4,6 +4,7 @@
 #define FASTRNN_PLAN_H
 
 #include "fastrnn.h"
+#include "frozen.h"
 
 enum { FR_SPLIT_BATCH = 0, FR_SPLIT_HIDDEN = 1 };
 
@@ -21,8 +22,10 @@ typedef struct {
  * n_dirs * per_dir + k * per_thread. */
 typedef struct {
     size_t h, c, hfull, rh, hg, panels_hh, panels_ih, xg; /* forward */
+    size_t xq;        /* frozen bfloat16 / int8: the chunk's input rows converted */
     size_t dgx, daux, dhout, dh, dc, dhg, dhtot, dhsc; /* backward (and panels_hh) */
     size_t per_dir, per_thread, total;
+    size_t lowp;      /* frozen bfloat16 / int8: inside a thread's scratch, its converted state rows */
 } fr_layout;
 
 /* Offsets (in elements) inside one direction's saved (training) block. */
@@ -31,7 +34,9 @@ typedef struct {
 } fr_saved_layout;
 
 fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_threads);
-fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const fr_plan *plan);
+/* format: FR_FORMAT_DENSE for the modules' calls, else a frozen call's (frozen.h). */
+fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const fr_plan *plan,
+                         int format);
 fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d);
 
 /* Packing the weights reads them once more than a BLAS call would: it pays
@@ -40,6 +45,17 @@ fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d);
 static inline int fr_worth_packing(const fr_dims *d)
 {
     return d->seq_len >= 2 && d->seq_len * d->batch >= 8;
+}
+
+/* Floats that hold m rows of K converted for a bfloat16 or int8 product
+ * (lowp.h's row layouts; int8 rows then their m scales); 0 for other formats. */
+static inline size_t fr_lowp_rows_floats(int format, int64_t m, int64_t K)
+{
+    if (format == FR_FORMAT_INT8_PANELS)
+        return (size_t)m * (size_t)(fr_int8_row_bytes(K) / 4 + 1);
+    if (format == FR_FORMAT_BF16_PANELS)
+        return (size_t)m * (size_t)(fr_bf16_row_elems(K) / 2);
+    return 0;
 }
 
 #endif

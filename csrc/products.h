@@ -19,20 +19,17 @@
  * into the workspace when c->panels), and the *_operand functions say where a
  * thread's block lies.
  *
- * How a precision plugs in (weights prepared once at "freeze" time, SPEC
- * "Frozen inference"; forward only: only weight_product with b_rows reads them).
- * The bfloat16 and int8 kernels of lowp.h (fr_bf16_gemm, fr_int8_gemm: columns
- * [n0, n1) of whole weights prepared once) fit it this way:
- *   1. a format tag below (FR_FORMAT_BF16, FR_FORMAT_INT8) whose `prepared`
- *      points at the whole weight's prepared form (fr_bf16_weights,
- *      fr_int8_weights), and a field `first` in fr_operand: the block's first
- *      row in it (n0; a block of n rows is columns [first, first + n));
- *   2. its case in weight_product: the rows of A converted (fr_bf16_rows,
- *      fr_int8_rows) into per-thread scratch (one more entry in fr_make_layout's
- *      per-thread part), then the product into C - first, accumulating in float32;
- *   3. ih_operand and hh_operand returning views of the prepared weights the
- *      call received (a field of fr_layer pointing at them), and
- *      prepare_forward packing nothing for them.
+ * How a precision plugs in (weights prepared once at freeze time, SPEC
+ * "Frozen inference"; forward only: only weight_product with b_rows reads them):
+ *   1. a format (frozen.h: FR_FORMAT_PANELS, FR_FORMAT_BF16_PANELS,
+ *      FR_FORMAT_INT8_PANELS) and its prepared type, made from a float32
+ *      weight by fr_prepare, once, outside any call;
+ *   2. its case in weight_product: round or quantize the rows of A (unless
+ *      the operand says they already are), multiply, scale, accumulate in
+ *      float32 into C;
+ *   3. the *_operand functions returning views of the prepared weights the
+ *      call received (c->fz: a frozen call packs nothing) from the thread's
+ *      first column, which a frozen call's split puts at a panel.
  * The cells, the drivers and the float32/float64 state stay as they are. */
 
 #if FR_REAL_IS_FLOAT && FR_HAVE_AVX512
@@ -41,25 +38,86 @@
 #define FR_PACKED_PATH 0
 #endif
 
-enum { FR_FORMAT_DENSE = 0, FR_FORMAT_PANELS = 1 };
-
+/* FR_FORMAT_DENSE, FR_FORMAT_PANELS and the reduced precisions: frozen.h. */
 typedef struct {
     int format;          /* FR_FORMAT_* */
     const REAL *dense;   /* FR_FORMAT_DENSE: the block's first element */
     int64_t ld;          /* its row stride */
     const void *prepared; /* FR_FORMAT_PANELS: the block's panels (float) */
+    fr_bf16_weights bf16; /* FR_FORMAT_BF16_PANELS: the block from its first column */
+    fr_int8_weights int8; /* FR_FORMAT_INT8_PANELS: likewise */
+    void *rows;          /* bfloat16 / int8: where the rows of A lie converted */
+    int64_t ldr;         /* their stride (bfloat16 elements, int8 bytes) */
+    float *scale_a;      /* int8: their scales */
+    int converted;       /* the rows of A are already there (else weight_product converts them) */
 } fr_operand;
 
 static inline fr_operand dense_operand(const REAL *block, int64_t ld)
 {
-    fr_operand op = {FR_FORMAT_DENSE, block, ld, NULL};
+    fr_operand op = {0};
+    op.format = FR_FORMAT_DENSE;
+    op.dense = block;
+    op.ld = ld;
     return op;
 }
 
 static inline fr_operand panels_operand(const REAL *panels)
 {
-    fr_operand op = {FR_FORMAT_PANELS, NULL, 0, panels};
+    fr_operand op = {0};
+    op.format = FR_FORMAT_PANELS;
+    op.prepared = panels;
     return op;
+}
+
+static inline int is_lowp(int format)
+{
+    return format == FR_FORMAT_BF16_PANELS || format == FR_FORMAT_INT8_PANELS;
+}
+
+/* Block `block` of a prepared weight from its column col0 (a multiple of 16,
+ * so a whole number of panels in), the rows of A to be converted into
+ * `scratch` (fr_lowp_rows_floats(format, capacity, K) floats: capacity
+ * scales, then the rows). */
+static inline fr_operand prepared_operand(const fr_prepared *p, int block, int64_t col0,
+                                          REAL *scratch, int64_t capacity)
+{
+    fr_operand op = {0};
+    op.format = p->format;
+    int64_t K = p->K;
+    if (p->format == FR_FORMAT_PANELS) {
+        op.prepared = p->panels[block] + col0 * K;
+    } else if (p->format == FR_FORMAT_BF16_PANELS) {
+        op.bf16 = p->bf16[block];
+        op.bf16.panels += col0 * fr_bf16_row_elems(K);
+        op.bf16.n -= col0;
+        op.rows = scratch;
+        op.ldr = fr_bf16_row_elems(K);
+    } else {
+        op.int8 = p->int8[block];
+        op.int8.panels += col0 * fr_int8_row_bytes(K);
+        op.int8.scale_w += col0;
+        op.int8.colsum += col0;
+        op.int8.n -= col0;
+        op.scale_a = (float *)scratch;
+        op.rows = (float *)scratch + capacity;
+        op.ldr = fr_int8_row_bytes(K);
+    }
+    return op;
+}
+
+/* m rows of A (k long, stride lda) rounded or quantized into the operand's rows. */
+static void convert_rows(const fr_operand *B, int64_t m, int64_t k, const REAL *A, int64_t lda)
+{
+#if FR_REAL_IS_FLOAT
+    if (m <= 0)
+        return;
+    if (B->format == FR_FORMAT_BF16_PANELS)
+        fr_bf16_rows(m, k, A, lda, (uint16_t *)B->rows, B->ldr);
+    else if (B->format == FR_FORMAT_INT8_PANELS)
+        fr_int8_rows(m, k, A, lda, (uint8_t *)B->rows, B->ldr, B->scale_a);
+#else
+    (void)B, (void)m, (void)k, (void)A, (void)lda;
+#endif
 }
 
 /* Up to this many rows, A B^T runs as dot products of rows (fr_dot_rows). */
@@ -108,22 +166,45 @@ static void weight_product(const fr_blas *blas, const fr_operand *B, int b_rows,
         return;
     }
 #endif
+#if FR_REAL_IS_FLOAT
+    if (is_lowp(B->format)) { /* only with b_rows: a frozen call's forward */
+        if (m <= 0 || n <= 0)
+            return;
+        if (!B->converted)
+            convert_rows(B, m, k, A, lda);
+        if (B->format == FR_FORMAT_BF16_PANELS)
+            fr_bf16_gemm(m, (const uint16_t *)B->rows, B->ldr, &B->bf16, 0, n, C, ldc, accumulate);
+        else
+            fr_int8_gemm(m, (const uint8_t *)B->rows, B->ldr, B->scale_a, &B->int8, 0, n, C, ldc,
+                         accumulate);
+        return;
+    }
+#endif
     gemm_rm(blas, 0, b_rows, m, n, k, 1, A, lda, B->dense, B->ld, accumulate, C, ldc);
 }
 
 /* ---- the operands of a call ------------------------------------------------- */
 
-/* The thread's columns [k0, k1) of the input product: W_ih's rows. */
-static inline void input_columns(const work *w, int64_t GH, int64_t *k0, int64_t *k1)
+/* The thread's columns [k0, k1) of the input product: W_ih's rows (a frozen
+ * call cuts at panels). */
+static inline void input_columns(const ctx *c, const work *w, int64_t *k0, int64_t *k1)
 {
-    *k0 = part(GH, w->rank, w->team_size);
-    *k1 = part(GH, w->rank + 1, w->team_size);
+    int64_t (*cut)(int64_t, int, int) = c->fz ? panel_part : part;
+    *k0 = cut(c->GH, w->rank, w->team_size);
+    *k1 = cut(c->GH, w->rank + 1, w->team_size);
 }
 
+/* The chunk's input rows converted (a frozen call in bfloat16 or int8): the
+ * direction's block, chunk * N rows of I, scales first. */
+static inline REAL *xq_of(const ctx *c) { return W(c, c->lay.xq); }
+
 /* W_ih's rows from k0 (the thread's columns of the input product): packed per
- * thread, each thread's block FR_PANEL columns of padding further. */
+ * thread, each thread's block FR_PANEL columns of padding further; a frozen
+ * call's prepared W_ih from column k0, its rows converted into xq. */
 static inline fr_operand ih_operand(const ctx *c, const work *w, int64_t k0)
 {
+    if (c->fz)
+        return prepared_operand(c->fz->weight_ih, 0, k0, xq_of(c), c->chunk * c->N);
     if (c->panels)
         return panels_operand(W(c, c->lay.panels_ih) + c->I * (k0 + FR_PANEL * w->rank));
     return dense_operand(c->L->weight_ih + k0 * c->I, c->I);
@@ -149,6 +230,8 @@ static inline int packs(const ctx *c, const work *w)
 static inline fr_operand hh_operand(const ctx *c, const work *w, int64_t g)
 {
     int64_t nu = w->j1 - w->j0, K = c->Hout;
+    if (c->fz)
+        return prepared_operand(c->fz->weight_hh, (int)g, w->j0, w->lowp, c->N);
     if (c->panels)
         return panels_operand(panels_hh_of(c, w, K, c->G * w->j0, c->G) + g * fr_packed_size(K, nu));
     return dense_operand(c->L->weight_hh + (g * c->H + w->j0) * K, K);
@@ -184,7 +267,7 @@ static void prepare_forward(const ctx *c, const work *w)
                          nu, K);
     }
     int64_t k0, k1;
-    input_columns(w, c->GH, &k0, &k1);
+    input_columns(c, w, &k0, &k1);
     fr_pack_rows(W(c, c->lay.panels_ih) + c->I * (k0 + FR_PANEL * w->rank), c->L->weight_ih,
                  c->I, k0, k1 - k0, c->I);
 #else
@@ -250,8 +333,11 @@ static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_
                        ldo, in_place);
         return;
     }
+    if (is_lowp(B.format) && nu > 0) /* the state rows once for every gate */
+        convert_rows(&B, rows, K, h, ldh);
     for (int64_t g = g0; g < g1; g++) {
         B = hh_operand(c, w, g);
+        B.converted = 1;
         weight_product(c->blas, &B, 1, rows, nu, K, h, ldh, out + g * gate_stride, ldo, in_place);
     }
 }
@@ -260,7 +346,8 @@ static void recurrent_product(const ctx *c, const work *w, const REAL *h, int64_
  * projection units; hout (N, H), hnext (N, P). */
 static void projection_product(const ctx *c, const work *w, const REAL *hout, REAL *hnext)
 {
-    fr_operand B = dense_operand(c->L->weight_hr + w->o0 * c->H, c->H);
+    fr_operand B = c->fz ? prepared_operand(c->fz->weight_hr, 0, w->o0, w->lowp, c->N)
+                         : dense_operand(c->L->weight_hr + w->o0 * c->H, c->H);
     weight_product(c->blas, &B, 1, w->n1 - w->n0, w->o1 - w->o0, c->H, hout + w->n0 * c->H,
                    c->H, hnext + w->n0 * c->P + w->o0, c->P, 0);
 }

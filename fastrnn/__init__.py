@@ -9,6 +9,7 @@ from fastrnn._version import __version__
 from fastrnn import _core
 from fastrnn.threads import get_num_threads, set_num_threads, threads
 from fastrnn.modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from fastrnn.frozen import freeze
 from fastrnn.threads import _scipy_blas_thread_functions
 from fastrnn._config import cpu_features, show_config
 
@@ -23,4 +24,4 @@ def openmp_enabled():
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "get_num_threads", "set_num_threads", "threads", "openmp_enabled",
-           "show_config", "cpu_features", "__version__"]
+           "show_config", "cpu_features", "freeze", "__version__"]

@@ -20,11 +20,22 @@ __all__ = ["show_config", "cpu_features"]
 # The instruction sets the kernels can use, under their /proc/cpuinfo names.
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni")
 
+
+
+def _lowp_path(precision):
+    """The path of frozen bfloat16 / int8 products (csrc/lowp.h) on this CPU."""
+    paths = getattr(_core, "lowp_paths", None)
+    return paths()[precision] if paths is not None else "portable"
+
+
 # The path each precision's products run on this CPU, one entry per precision.
-# "avx512": fastrnn's packed AVX-512 kernels; "blas": SciPy's BLAS and generic loops.
+# "avx512": fastrnn's packed AVX-512 kernels; "blas": SciPy's BLAS and generic loops;
+# frozen bfloat16 and int8: "avx512_bf16" / "avx512_vnni", or "portable" (plain C).
 KERNEL_PATHS = {
     "float32": lambda: "avx512" if _core.packed_enabled() else "blas",
     "float64": lambda: "blas",
+    "bfloat16": lambda: _lowp_path("bfloat16"),
+    "int8": lambda: _lowp_path("int8"),
 }
 
 # The integers the kernels pass to BLAS (fr_blas_int in csrc/blas.h); importing
@@ -73,8 +84,10 @@ def cpu_features():
         ``"avx2"``, ``"fma"``, ``"avx512f"``, ``"avx512_bf16"``,
         ``"avx512_vnni"``, ``"avx_vnni"`` (all ``False`` where they cannot be
         read), and under ``"kernels"`` a dict from precision (``"float32"``,
-        ``"float64"``) to the path its products run: ``"avx512"`` (fastrnn's
-        packed kernels) or ``"blas"`` (SciPy's BLAS).
+        ``"float64"``, ``"bfloat16"``, ``"int8"``) to the path its products
+        run: ``"avx512"`` (fastrnn's packed kernels) or ``"blas"`` (SciPy's
+        BLAS); for the frozen precisions (``fastrnn.freeze``)
+        ``"avx512_bf16"``, ``"avx512_vnni"`` or ``"portable"``.
 
     Examples
     --------

@@ -27,3 +27,42 @@ def forward(cell: Cell, dims: Dims, x: NDArray[np.floating], dirs: Sequence[Dire
 def backward(cell: Cell, dims: Dims, x: NDArray[np.floating], dx: NDArray[np.floating],
              dirs: Sequence[Direction], lengths: Optional[NDArray[np.int64]],
              n_threads: int) -> None: ...
+
+# Frozen inference (csrc/frozen.h): weights prepared once, the kernel calls built once.
+PRECISIONS: Tuple[str, ...]   # "float32", "float64", "bfloat16", "int8"
+
+def lowp_paths() -> dict[str, str]: ...
+def set_lowp_vector(enabled: bool) -> None: ...
+def panels_available() -> bool: ...
+
+class Prepared:
+    precision: str
+    format: int
+    blocks: int
+    shape: Tuple[int, int]
+    def __init__(self, weight: NDArray[np.floating], precision: str, blocks: int = 1) -> None: ...
+    @property
+    def nbytes(self) -> int: ...
+    def dense(self) -> NDArray[np.floating]: ...
+
+# One kernel call of a frozen layer: (cell, direction indices, per direction a dict of
+# Prepared "weight_ih" / "weight_hh" / "weight_hr" and arrays "bias_ih" / "bias_hh" /
+# "weight_peephole", None where absent).
+FrozenCallSpec = Tuple[Cell, Tuple[int, ...], Sequence[Mapping[str, Any]]]
+
+class FrozenCall:
+    def __init__(self, cell: Cell, dir_indices: Sequence[int],
+                 weights: Sequence[Mapping[str, Any]], layer_dirs: int, precision: str) -> None: ...
+
+class FrozenStack:
+    spec: list
+    precision: str
+    def __init__(self, spec: Sequence[Sequence[FrozenCallSpec]], n_dirs: int, hidden_out: int,
+                 precision: str) -> None: ...
+    def forward(self, x: NDArray[np.floating], h0: NDArray[np.floating],
+                c0: Optional[NDArray[np.floating]], lengths: Optional[NDArray[np.int64]],
+                n_threads: int) -> Tuple[NDArray[np.floating], NDArray[np.floating],
+                                         Optional[NDArray[np.floating]]]: ...
+    def step(self, x: NDArray[np.floating], h0: NDArray[np.floating],
+             c0: Optional[NDArray[np.floating]], n_threads: int
+             ) -> Tuple[NDArray[np.floating], Optional[NDArray[np.floating]]]: ...

@@ -296,21 +296,41 @@ def forward(cell, tuple dims, x, list dirs, lengths, int n_threads):
     cdef fr_layer_f64 dirs64[2]
     cdef bint single = _fill_dirs(dirs, x, dirs32, dirs64)
     cdef int pass_ = FR_PASS_TRAIN if dirs[0].get("saved") is not None else FR_PASS_INFERENCE
-    ws = _scratch(fr_workspace_size(&c, &d, pass_, n_threads), x.dtype)
+    _run_forward(&c, &d, x, lengths, dirs32, dirs64, single, NULL, FR_FORMAT_DENSE, pass_,
+                 n_threads)
+
+
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+cdef int _run_forward(const fr_cell *c, const fr_dims *d, x, lengths, const fr_layer_f32 *dirs32,
+                      const fr_layer_f64 *dirs64, bint single, const fr_frozen_dir *frozen,
+                      int format, int pass_, int n_threads) except -1:
+    """One layer forward without the GIL: the module's kernels (FR_FORMAT_DENSE) or the
+    frozen ones over prepared weights, scratch from _scratch."""
+    cdef size_t n_ws
+    if format == FR_FORMAT_DENSE:
+        n_ws = fr_workspace_size(c, d, pass_, n_threads)
+    else:
+        n_ws = fr_frozen_workspace_size(c, d, format, n_threads)
+    ws = _scratch(n_ws, _FLOAT32 if single else _FLOAT64)
     cdef void *xp = _data(x)
     cdef void *wsp = _data(ws)
     cdef const int64_t *lp = <const int64_t *>_data(lengths)
     cdef fr_status status
     _enter_kernels()
     with nogil:
-        if single:
-            status = fr_forward_f32(&_blas, &c, &d, lp, <const float *>xp, dirs32,
-                                    <float *>wsp, n_threads)
+        if format != FR_FORMAT_DENSE:
+            status = fr_frozen_forward_f32(&_blas, c, d, lp, <const float *>xp, dirs32, frozen,
+                                           format, <float *>wsp, n_threads)
+        elif single:
+            status = fr_forward_f32(&_blas, c, d, lp, <const float *>xp, dirs32, <float *>wsp,
+                                    n_threads)
         else:
-            status = fr_forward_f64(&_blas, &c, &d, lp, <const double *>xp, dirs64,
-                                    <double *>wsp, n_threads)
+            status = fr_forward_f64(&_blas, c, d, lp, <const double *>xp, dirs64, <double *>wsp,
+                                    n_threads)
     _leave_kernels()
-    _check(status)
+    return _check(status)
 
 
 def backward(cell, tuple dims, x, dx, list dirs, lengths, int n_threads):
@@ -336,3 +356,318 @@ def backward(cell, tuple dims, x, dx, list dirs, lengths, int n_threads):
                                      dirs64, <double *>wsp, n_threads)
     _leave_kernels()
     _check(status)
+
+
+# ---- frozen inference: weights prepared once (csrc/frozen.h) ----
+
+def lowp_paths():
+    """The path each reduced precision's products run on this CPU.
+
+    Returns
+    -------
+    dict of str to str
+        ``{"bfloat16": "avx512_bf16" or "portable", "int8": "avx512_vnni" or
+        "portable"}``.
+    """
+    return {"bfloat16": fr_bf16_path_name(fr_bf16_path()).decode(),
+            "int8": fr_int8_path_name(fr_int8_path()).decode()}
+
+
+def set_lowp_vector(bint enabled):
+    """Run the reduced-precision products on the CPU's vector instructions where it has
+    them (True), or on the portable path (False); the results are the same bit for bit."""
+    fr_lowp_set_vector(enabled)
+
+
+def panels_available():
+    """True where frozen float32 weights are kept in AVX-512 panels (else as they lie)."""
+    return bool(fr_panels_available())
+
+
+PRECISIONS = ("float32", "float64", "bfloat16", "int8")
+
+
+cdef int _format_of(str precision) except -1:
+    if precision == "bfloat16":
+        return FR_FORMAT_BF16_PANELS
+    if precision == "int8":
+        return FR_FORMAT_INT8_PANELS
+    if precision == "float32":
+        return FR_FORMAT_PANELS if fr_panels_available() else FR_FORMAT_DENSE
+    if precision == "float64":
+        return FR_FORMAT_DENSE
+    raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+
+
+cdef object _aligned_bytes(size_t n):
+    """A uint8 array of n bytes whose data starts at a 64-byte boundary."""
+    raw = np.empty(n + 64, np.uint8)
+    cdef size_t skip = (64 - (<size_t>_data(raw)) % 64) % 64
+    return raw[skip:skip + n]
+
+
+cdef class Prepared:
+    """One weight prepared once for a frozen module's kernels, read-only.
+
+    Parameters
+    ----------
+    weight : ndarray (blocks * n, K), float32 (float64 for "float64")
+        As torch lays it out: one row per output.
+    precision : {"float32", "float64", "bfloat16", "int8"}
+    blocks : int
+        Blocks of rows prepared each on its own (W_hh: one per gate).
+
+    float64 keeps the weight as it lies; float32 packs it into panels where
+    the CPU has AVX-512 (else keeps it as it lies); bfloat16 and int8 convert
+    it (csrc/lowp.h).  Pickles: the layouts of bfloat16 and int8 are the same
+    on every path, so their bytes travel; float32 travels as the weight and
+    is packed again for the CPU that loads it.
+    """
+    cdef fr_prepared prep
+    cdef object data
+    cdef readonly str precision
+    cdef readonly int format
+    cdef readonly int blocks
+    cdef readonly tuple shape
+
+    def __init__(self, weight, str precision, int blocks=1):
+        self.format = _format_of(precision)
+        self.precision = precision
+        rows, K = weight.shape
+        if blocks < 1 or blocks > FR_MAX_BLOCKS or rows % blocks:
+            raise ValueError(f"blocks: expected 1 to {FR_MAX_BLOCKS} blocks that divide the "
+                             f"{rows} rows, got {blocks}")
+        self.blocks = blocks
+        self.shape = (rows, K)
+        if self.format == FR_FORMAT_DENSE:
+            dtype = np.float64 if precision == "float64" else np.float32
+            self.data = np.array(weight, dtype=dtype, order="C", copy=True)
+        else:
+            w = np.ascontiguousarray(weight, dtype=np.float32)
+            self.data = self._block(rows // blocks, K)
+            if fr_prepare(self.format, _data(self.data), self.data.nbytes, <const float *>_data(w),
+                          rows // blocks, K, blocks, &self.prep) != FR_OK:
+                raise ValueError(f"weight: cannot prepare a {tuple(weight.shape)} weight in "
+                                 f"{precision} (int8 needs finite weights, rows of at most "
+                                 "65536)")
+        self.data.flags.writeable = False
+
+    cdef object _block(self, int64_t n, int64_t K):
+        cdef size_t nbytes = fr_prepare_bytes(self.format, n, K, self.blocks)
+        if nbytes == 0:
+            raise ValueError(f"weight: cannot prepare {self.blocks} blocks of ({n}, {K})")
+        return _aligned_bytes(nbytes)
+
+    @property
+    def nbytes(self):
+        """Bytes held: the prepared weight (scales and column sums included)."""
+        return self.data.nbytes
+
+    def dense(self):
+        """The weight as torch lays it out, from float32 panels or as kept (not for bf16/int8)."""
+        if self.format == FR_FORMAT_DENSE:
+            return self.data
+        if self.format != FR_FORMAT_PANELS:
+            raise ValueError(f"precision: {self.precision} weights are converted; the float "
+                             "weight is not kept")
+        rows, K = self.shape
+        n = rows // self.blocks
+        panels = (n + 15) // 16
+        each = fr_prepare_bytes(self.format, n, K, 1)
+        out = []
+        for b in range(self.blocks):
+            start = (b * each + 63) // 64 * 64
+            block = self.data[start:start + panels * 16 * K * 4].view(np.float32)
+            out.append(block.reshape(panels, K, 16).transpose(0, 2, 1).reshape(-1, K)[:n])
+        return np.ascontiguousarray(np.concatenate(out))
+
+    def __reduce__(self):
+        if self.format in (FR_FORMAT_DENSE, FR_FORMAT_PANELS):
+            return (Prepared, (self.dense(), self.precision, self.blocks))
+        return (_restore_prepared, (self.precision, self.shape, self.blocks, self.data.tobytes()))
+
+
+
+def _restore_prepared(str precision, tuple shape, int blocks, bytes content):
+    """A bfloat16 or int8 Prepared from its pickled bytes (Prepared.__reduce__)."""
+    cdef Prepared p = Prepared.__new__(Prepared)
+    p.format = _format_of(precision)
+    p.precision = precision
+    p.blocks = blocks
+    p.shape = shape
+    rows, K = shape
+    p.data = p._block(rows // blocks, K)
+    if len(content) != p.data.nbytes:
+        raise ValueError(f"content: expected {p.data.nbytes} bytes of a prepared {precision} "
+                         f"weight {shape}, got {len(content)}")
+    p.data[:] = np.frombuffer(content, np.uint8)
+    if fr_prepared_view(p.format, _data(p.data), p.data.nbytes, rows // blocks, K, blocks,
+                        &p.prep) != FR_OK:
+        raise ValueError(f"content: not a prepared {precision} weight {shape}")
+    p.data.flags.writeable = False
+    return p
+
+
+cdef inline real *_at(char *p, const real *kind) noexcept:
+    """p typed as the field `kind` is."""
+    return <real *>p
+
+
+cdef inline void _point_states(fr_layer *L, char *h0, char *h_n, char *y, char *c0,
+                               char *c_n) noexcept:
+    """A direction's state and output arrays (NULL c0, c_n: none) into its struct."""
+    L.h0 = _at(h0, L.h0)
+    L.h_n = _at(h_n, L.h_n)
+    L.y = _at(y, L.y)
+    L.c0 = _at(c0, L.c0)
+    L.c_n = _at(c_n, L.c_n)
+
+
+cdef class FrozenCall:
+    """One kernel call of a frozen layer: the directions that share a cell.
+
+    Built once from the cell, the directions' indices in the layer and, per
+    direction, its prepared weights (``Prepared`` under "weight_ih",
+    "weight_hh", "weight_hr") and arrays ("bias_ih", "bias_hh",
+    "weight_peephole"; None where absent); a call fills in the pointers of
+    its arrays and runs.  Nothing in it changes during a call.
+    """
+    cdef fr_cell cell
+    cdef fr_layer_f32 dirs32[2]
+    cdef fr_layer_f64 dirs64[2]
+    cdef fr_frozen_dir fz[2]
+    cdef int format, n_dirs, first, layer_dirs, single
+    cdef int64_t input_size, hidden_size, proj_size, hidden_out
+    cdef list keep
+
+    def __init__(self, cell, list dir_indices, list weights, int layer_dirs, str precision):
+        self.cell = _make_cell(cell)
+        self.n_dirs = len(dir_indices)
+        self.first = dir_indices[0]
+        self.layer_dirs = layer_dirs
+        self.single = precision != "float64"
+        self.keep = weights
+        cdef Prepared wih, whh, whr
+        for k, w in enumerate(weights):
+            wih, whh, whr = w["weight_ih"], w["weight_hh"], w["weight_hr"]
+            self.format = wih.format
+            G = fr_gates(self.cell.mode)
+            self.input_size = wih.shape[1]
+            self.hidden_size = wih.shape[0] // G
+            self.proj_size = 0 if whr is None else whr.shape[0]
+            self.hidden_out = self.proj_size or self.hidden_size
+            self.fz[k].weight_ih = &wih.prep
+            self.fz[k].weight_hh = &whh.prep
+            self.fz[k].weight_hr = NULL if whr is None else &whr.prep
+            arrays = {"reverse": dir_indices[k] == 1, "bias_ih": w["bias_ih"],
+                      "bias_hh": w["bias_hh"], "weight_peephole": w["weight_peephole"]}
+            if self.format == FR_FORMAT_DENSE:
+                arrays.update(weight_ih=wih.data, weight_hh=whh.data,
+                              weight_hr=None if whr is None else whr.data)
+            if self.single:
+                _fill_layer(&self.dirs32[k], arrays)
+            else:
+                _fill_layer(&self.dirs64[k], arrays)
+
+    cdef int run(self, x, y, h0, c0, h_n, c_n, int64_t row0, lengths,
+                 int n_threads) except -1:
+        """Layer rows row0 + direction of h0/c0/h_n/c_n; x (T, N, I), y (T, N, D*H_out)."""
+        cdef fr_dims d
+        d.seq_len = x.shape[0]
+        d.batch = x.shape[1]
+        d.input_size = self.input_size
+        d.hidden_size = self.hidden_size
+        d.proj_size = self.proj_size
+        d.ldy = self.layer_dirs * self.hidden_out
+        d.n_dirs = self.n_dirs
+        cdef int64_t N = d.batch, isz = 4 if self.single else 8, dd, srow
+        cdef char *h0p = <char *>_data(h0)
+        cdef char *hnp = <char *>_data(h_n)
+        cdef char *yp = <char *>_data(y)
+        cdef char *c0p = <char *>_data(c0)
+        cdef char *cnp = <char *>_data(c_n)
+        cdef fr_layer_f32 l32[2]
+        cdef fr_layer_f64 l64[2]
+        cdef int64_t h_at, c_at, y_at
+        for k in range(self.n_dirs):
+            dd = self.first + k
+            srow = row0 + dd
+            h_at = srow * N * self.hidden_out * isz
+            c_at = srow * N * self.hidden_size * isz
+            y_at = dd * self.hidden_out * isz
+            if self.single:
+                l32[k] = self.dirs32[k]
+                _point_states(&l32[k], h0p + h_at, hnp + h_at, yp + y_at,
+                              c0p + c_at if c0p != NULL else NULL, cnp + c_at if c0p != NULL else NULL)
+            else:
+                l64[k] = self.dirs64[k]
+                _point_states(&l64[k], h0p + h_at, hnp + h_at, yp + y_at,
+                              c0p + c_at if c0p != NULL else NULL, cnp + c_at if c0p != NULL else NULL)
+        return _run_forward(&self.cell, &d, x, lengths, l32, l64, self.single, self.fz,
+                            self.format, FR_PASS_INFERENCE, n_threads)
+
+
+cdef class FrozenStack:
+    """A frozen stack of layers: its kernel calls, built once.
+
+    Parameters
+    ----------
+    spec : list
+        Per layer, a list of kernel calls ``(cell, dir_indices, weights)``
+        as ``FrozenCall`` takes them.
+    n_dirs : int
+    hidden_out : int
+        H_out of every layer.
+    precision : str
+        One of ``PRECISIONS``; float64 computes in float64, the rest in float32.
+    """
+    cdef list layers
+    cdef readonly list spec
+    cdef readonly str precision
+    cdef int n_dirs
+    cdef int64_t hidden_out
+    cdef object dtype
+
+    def __init__(self, list spec, int n_dirs, int64_t hidden_out, str precision):
+        self.spec = spec
+        self.precision = precision
+        self.n_dirs = n_dirs
+        self.hidden_out = hidden_out
+        self.dtype = np.dtype(np.float64 if precision == "float64" else np.float32)
+        self.layers = [[FrozenCall(cell, list(dirs), list(weights), n_dirs, precision)
+                        for cell, dirs, weights in calls] for calls in spec]
+
+    def forward(self, x, h0, c0, lengths, int n_threads):
+        """Run the stack: x (T, N, I), h0 (L*D, N, H_out), c0 (L*D, N, H) or None, all
+        C-contiguous of the stack's dtype, checked; lengths int64 (N,) or None.
+
+        Returns (y (T, N, D*H_out), h_n, c_n or None), new arrays."""
+        cdef int64_t T = x.shape[0], N = x.shape[1]
+        cdef int D = self.n_dirs
+        if N == 0:
+            return (np.zeros((T, 0, D * self.hidden_out), self.dtype), h0.copy(),
+                    None if c0 is None else c0.copy())
+        h_n = np.empty_like(h0)
+        c_n = None if c0 is None else np.empty_like(c0)
+        inp = x
+        cdef int64_t k = 0
+        for calls in self.layers:
+            y = np.empty((T, N, D * self.hidden_out), self.dtype)
+            for call in calls:
+                (<FrozenCall>call).run(inp, y, h0, c0, h_n, c_n, k * D, lengths, n_threads)
+            inp = y
+            k += 1
+        return inp, h_n, c_n
+
+    def step(self, x, h0, c0, int n_threads):
+        """One step of a one-layer, one-direction stack (a frozen cell): x (1, N, I),
+        h0 (1, N, H_out), c0 (1, N, H) or None, checked, N >= 1.
+
+        Returns (h_n, c_n or None), new arrays; the step's output is h_n itself."""
+        h_n = np.empty_like(h0)
+        c_n = None if c0 is None else np.empty_like(c0)
+        (<FrozenCall>self.layers[0][0]).run(x, h_n, h0, c0, h_n, c_n, 0, None, n_threads)
+        return h_n, c_n
+
+    def __reduce__(self):
+        return (FrozenStack, (self.spec, self.n_dirs, self.hidden_out, self.precision))

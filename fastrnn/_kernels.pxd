@@ -135,3 +135,60 @@ cdef extern from "fastrnn.h" nogil:
     int fr_openmp_enabled()
     int fr_packed_enabled()
     void fr_set_packed(int enabled)
+
+
+# Frozen inference (csrc/frozen.h, csrc/lowp.h).
+from libc.stdint cimport uint16_t, int8_t, int32_t
+
+cdef extern from "lowp.h" nogil:
+    ctypedef struct fr_bf16_weights:
+        int64_t n, K
+        const uint16_t *panels
+
+    ctypedef struct fr_int8_weights:
+        int64_t n, K
+        const int8_t *panels
+        const float *scale_w
+        const int32_t *colsum
+
+    ctypedef enum fr_lowp_path:
+        FR_LOWP_PORTABLE
+        FR_LOWP_AVX512
+
+    fr_lowp_path fr_bf16_path()
+    fr_lowp_path fr_int8_path()
+    void fr_lowp_set_vector(int enabled)
+    const char *fr_bf16_path_name(fr_lowp_path path)
+    const char *fr_int8_path_name(fr_lowp_path path)
+
+
+cdef extern from "frozen.h" nogil:
+    enum:
+        FR_FORMAT_DENSE
+        FR_FORMAT_PANELS
+        FR_FORMAT_BF16_PANELS
+        FR_FORMAT_INT8_PANELS
+        FR_MAX_BLOCKS
+
+    ctypedef struct fr_prepared:
+        int format
+        int blocks
+        int64_t n, K
+
+    ctypedef struct fr_frozen_dir:
+        const fr_prepared *weight_ih
+        const fr_prepared *weight_hh
+        const fr_prepared *weight_hr
+
+    int fr_panels_available()
+    size_t fr_prepare_bytes(int format, int64_t n, int64_t K, int blocks)
+    fr_status fr_prepare(int format, void *mem, size_t bytes, const float *W, int64_t n,
+                         int64_t K, int blocks, fr_prepared *out)
+    fr_status fr_prepared_view(int format, void *mem, size_t bytes, int64_t n, int64_t K,
+                               int blocks, fr_prepared *out)
+    size_t fr_frozen_workspace_size(const fr_cell *cell, const fr_dims *d, int format,
+                                    int n_threads)
+    fr_status fr_frozen_forward_f32(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
+                                    const int64_t *lengths, const float *x,
+                                    const fr_layer_f32 *dirs, const fr_frozen_dir *frozen,
+                                    int format, float *ws, int n_threads)

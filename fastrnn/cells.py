@@ -53,6 +53,11 @@ class _CellBase(Parameters):
         d = self.__dict__
         d["_weights"] = [{name: d.get(name) for name in WEIGHT_NAMES}]
 
+    def _layer_step(self, x, h0, c0):
+        """One step of the layer: x (1, N, I), h0 and c0 (1, N, H) checked; returns h_n, c_n."""
+        _, h_n, c_n, _ = functional.layer_forward(self._cells, x, h0, c0, self._weights)
+        return h_n, c_n
+
     def __repr__(self):
         s = f"{self._input_size}, {self._hidden_size}"
         if not self._bias:
@@ -100,8 +105,7 @@ class _CellBase(Parameters):
             return tuple(np.zeros(want, dtype) for _ in states)
         h0 = checked[0]
         c0 = checked[1] if len(checked) > 1 else None
-        _, h_n, c_n, _ = functional.layer_forward(self._cells, x.reshape(1, N, I), h0, c0,
-                                                  self._weights)
+        h_n, c_n = self._layer_step(x.reshape(1, N, I), h0, c0)
         h_n = h_n.reshape(want)
         return (h_n,) if c0 is None else (h_n, c_n.reshape(want))
 

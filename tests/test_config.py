@@ -54,7 +54,7 @@ def test_cpu_features_names_and_kernels(packed_restored):
     assert set(features) == set(FLAGS) | {"kernels"}
     assert all(type(features[name]) is bool for name in FLAGS)
     assert features["kernels"] == {"float32": "avx512" if _core.packed_enabled() else "blas",
-                                   "float64": "blas"}
+                                   "float64": "blas", **_core.lowp_paths()}
     if features["kernels"]["float32"] == "avx512":
         assert features["avx512f"]
     _core.set_packed(False)
@@ -81,7 +81,8 @@ def test_cpu_features_read_proc_cpuinfo_or_nothing(monkeypatch, tmp_path):
     assert real(cpuinfo)[0] == "Some CPU"
     features = fastrnn.cpu_features()
     assert {name for name in FLAGS if features[name]} == {"avx2", "fma", "avx512f", "avx512_vnni"}
-    assert features["kernels"] == {"float32": "blas", "float64": "blas"}
+    assert features["kernels"] == {"float32": "blas", "float64": "blas",
+                                   "bfloat16": "portable", "int8": "portable"}
 
     monkeypatch.setattr(_config, "_cpuinfo", lambda: real(tmp_path / "missing"))
     features = fastrnn.cpu_features()
@@ -97,7 +98,8 @@ def test_cpu_features_prefer_the_cores_own_flags(monkeypatch):
     features = fastrnn.cpu_features()
     assert features == {"avx2": True, "fma": True, "avx512f": True, "avx512_bf16": False,
                         "avx512_vnni": False, "avx_vnni": False,
-                        "kernels": {"float32": "avx512", "float64": "blas"}}
+                        "kernels": {"float32": "avx512", "float64": "blas",
+                                    "bfloat16": "portable", "int8": "portable"}}
     assert fastrnn.show_config(file=io.StringIO())["cpu"]["flags_from"] == "fastrnn._core.cpu_flags()"
 
 

@@ -122,6 +122,21 @@ def test_cells_flat(cls):
     check_flat(step, nbytes(state[0]))
 
 
+@pytest.mark.parametrize("precision", [None, "int8"])
+def test_frozen_flat(precision):
+    frozen = fastrnn.freeze(fastrnn.LSTM(16, 32, bidirectional=True, seed=0), precision)
+    lengths = [8, 0, 3, 8]
+    check_flat(lambda: frozen(X, lengths=lengths), nbytes(*frozen(X)))
+    cell = fastrnn.freeze(fastrnn.GRUCell(16, 32, seed=0), precision)
+    x = np.tile(X[0], (8, 1))
+    state = [None]
+
+    def step():
+        state[0] = cell(x, state[0])
+    step()
+    check_flat(step, nbytes(state[0]))
+
+
 def test_bad_input_flat():
     m = fastrnn.LSTM(16, 32, seed=0)
     bad = np.zeros((64, 4, 15), np.float32)   # input_size 15, not 16
