@@ -1,9 +1,20 @@
-"""What the test modules share: the largest-error report and the kernels' two product paths."""
+"""What the test modules share: the largest-error report, the kernels' two product
+paths, and the process-wide thread count put back after every test."""
 
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn import _core
+
+
+@pytest.fixture(autouse=True)
+def _restore_thread_count():
+    """A test that calls fastrnn.set_num_threads (the benchmark's engines do) leaves
+    the count as it found it for the tests after it."""
+    count = fastrnn.get_num_threads()
+    yield
+    fastrnn.set_num_threads(count)
 
 
 class LargestErrors(dict):
