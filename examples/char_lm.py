@@ -107,8 +107,9 @@ def train_and_save(train_ids, vocab, args, path):
 # Deployment: NumPy and fastrnn only
 
 # The precisions the saved model is scored and run in: name -> how a fastrnn
-# module or cell of float32 weights becomes the one that runs.
-VARIANTS = {"float32": lambda module: module}
+# module or cell of float32 weights becomes the one that runs (frozen: its
+# weights prepared once, for inference).
+VARIANTS = {"float32": fastrnn.freeze, "int8": lambda module: fastrnn.freeze(module, dtype="int8")}
 
 
 def load_weights(path):

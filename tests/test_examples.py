@@ -76,7 +76,9 @@ def test_char_lm(tmp_path):
     weights = tmp_path / "char_lm.npz"
     out = run_example("char_lm", tmp_path, "--weights", str(weights))
     assert weights.exists()
-    assert "generated one character at a time (float32 cell)" in out
+    for precision in ("float32", "int8"):
+        assert f"held-out bits per character, {precision}:" in out
+        assert f"generated one character at a time ({precision} cell)" in out
 
 
 def test_forecast(tmp_path):
@@ -99,7 +101,10 @@ def test_gradients(tmp_path):
 
 def test_streaming(tmp_path):
     # Latencies are printed, never asserted: the engines must agree.
-    assert "all engines agree with numpy" in run_example("streaming", tmp_path)
+    out = run_example("streaming", tmp_path)
+    assert "all engines agree with numpy" in out
+    for precision in ("float32", "bfloat16", "int8"):
+        assert f"frozen {precision}" in out
 
 
 def test_dask_scoring(tmp_path):
