@@ -26,15 +26,20 @@ from fastrnn import _core
 from fastrnn._cell import Cell
 from test_modules import as_tuple, check_against_reference
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+# Where the fastrnn this process imported lives: an in-place build, or the
+# installed package when the tests run against an install (.ci/package).
+FASTRNN_HOME = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
 MODES = {"rnn": fastrnn.RNN, "lstm": fastrnn.LSTM, "gru": fastrnn.GRU}
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
 
 
 def run_python(args, timeout):
-    """Run the interpreter on args from the repository root; the CompletedProcess."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-X", "faulthandler", *args], cwd=ROOT, env=env,
+    """Run the interpreter on args, importing the very fastrnn this process imported
+    (and the test modules); the CompletedProcess."""
+    path = [FASTRNN_HOME, TESTS, os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    return subprocess.run([sys.executable, "-X", "faulthandler", *args], cwd=TESTS, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -179,7 +184,7 @@ FUZZ_EXAMPLES = 120
 
 
 def test_public_api_fuzzed_in_subprocess():
-    done = run_python([os.path.join("tests", "test_hardening.py"), str(FUZZ_EXAMPLES)],
+    done = run_python([os.path.abspath(__file__), str(FUZZ_EXAMPLES)],
                       timeout=600)
     output = (done.stdout + done.stderr)[-6000:]
     assert done.returncode == 0, f"fuzzing failed (exit status {done.returncode}):\n{output}"
