@@ -230,7 +230,8 @@ class Layer:
             self.cells = spec.cells()
             self.params = _layout.torch_weights(spec.mode, 0, W, R, B)
         else:
-            self.module = make_module(spec, [(W, R, B, P)], reverse=self.reverse)
+            # frozen: the weights packed once, for every run of the node
+            self.module = fastrnn.freeze(make_module(spec, [(W, R, B, P)], reverse=self.reverse))
 
     def __call__(self, X, lengths=None, h0=None, c0=None):
         """Run the node on checked arrays; return ``(Y, Y_h, Y_c)`` in ONNX's shapes.
