@@ -77,12 +77,14 @@ fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, i
     }
 }
 
-/* mr (<= 8) rows x two panels: c[r] += a(r, k) * B0/B1[k] over k, a(r, k) =
- * A[r * ars + k * aks] (rows of A as they lie: ars = lda, aks = 1). */
+/* mr (<= 8) rows x two panels: c[r] = a(r, k) * B0/B1[k] summed over k, plus
+ * row r of `add` (row stride ld_add: C itself to accumulate, 0 for one bias
+ * row under every row) unless add is NULL; a(r, k) = A[r * ars + k * aks]
+ * (rows of A as they lie: ars = lda, aks = 1). */
 FR_INLINE void
 fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t aks,
                 const float *B0, const float *B1, float *C, int64_t ldc, __mmask16 m0,
-                __mmask16 m1, int accumulate)
+                __mmask16 m1, const float *add, int64_t ld_add)
 {
     __m512 c0[8], c1[8];
     for (int r = 0; r < mr; r++)
@@ -98,9 +100,10 @@ fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t ak
     }
     for (int r = 0; r < mr; r++) {
         float *row = C + r * ldc;
-        if (accumulate) {
-            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, row));
-            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, row + FR_PANEL));
+        if (add) {
+            const float *extra = add + r * ld_add;
+            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, extra));
+            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, extra + FR_PANEL));
         }
         _mm512_mask_storeu_ps(row, m0, c0[r]);
         _mm512_mask_storeu_ps(row + FR_PANEL, m1, c1[r]);
@@ -111,29 +114,30 @@ fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t ak
  * K rows deep, n columns in all): fr_micro_avx512 with the panels' masks. */
 FR_INLINE void
 fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const float *Bp,
-              int64_t p, int64_t n, float *C, int64_t ldc, int accumulate)
+              int64_t p, int64_t n, float *C, int64_t ldc, const float *add, int64_t ld_add)
 {
     const float *B0 = Bp + p * FR_PANEL * K;
     int two = p + 1 < fr_panels(n);
     const float *B1 = two ? B0 + FR_PANEL * K : B0;
     __mmask16 m0 = fr_mask(n - p * FR_PANEL), m1 = two ? fr_mask(n - (p + 1) * FR_PANEL) : 0;
     C += p * FR_PANEL;
+    add = add ? add + p * FR_PANEL : NULL;
     switch (mr) {
-    case 8: fr_micro_avx512(8, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 7: fr_micro_avx512(7, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 6: fr_micro_avx512(6, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 5: fr_micro_avx512(5, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 4: fr_micro_avx512(4, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 3: fr_micro_avx512(3, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 2: fr_micro_avx512(2, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    default: fr_micro_avx512(1, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    case 8: fr_micro_avx512(8, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add); break;
+    case 7: fr_micro_avx512(7, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add); break;
+    case 6: fr_micro_avx512(6, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add); break;
+    case 5: fr_micro_avx512(5, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add); break;
+    case 4: fr_micro_avx512(4, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add); break;
+    case 3: fr_micro_avx512(3, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add); break;
+    case 2: fr_micro_avx512(2, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add); break;
+    default: fr_micro_avx512(1, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add); break;
     }
 }
 
 /* One row, four panels at once: enough independent sums to hide the FMA latency. */
 FR_TARGET static void
 fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *C, int64_t n,
-              int accumulate)
+              const float *add)
 {
     int64_t p = 0;
     for (; p + 4 <= panels; p += 4) {
@@ -150,8 +154,8 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
         for (int q = 0; q < 4; q++) {
             int64_t col = (p + q) * FR_PANEL, left = n - col;
             __mmask16 m = fr_mask(left);
-            if (accumulate)
-                s[q] = _mm512_add_ps(s[q], _mm512_maskz_loadu_ps(m, C + col));
+            if (add)
+                s[q] = _mm512_add_ps(s[q], _mm512_maskz_loadu_ps(m, add + col));
             _mm512_mask_storeu_ps(C + col, m, s[q]);
         }
     }
@@ -168,8 +172,8 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
         s0 = _mm512_add_ps(s0, s1);
         int64_t col = p * FR_PANEL, left = n - col;
         __mmask16 m = fr_mask(left);
-        if (accumulate)
-            s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m, C + col));
+        if (add)
+            s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m, add + col));
         _mm512_mask_storeu_ps(C + col, m, s0);
     }
 }
@@ -205,20 +209,45 @@ fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const 
     }
 }
 
+/* Rows of A read against one panel pair before the next pair: a block that
+ * stays in L2 while the pairs stream past (many rows: the input product). */
+#define FR_A_BLOCK_FLOATS 32768
+
+/* C (m x n, ldc) = A (m x K, lda) B, plus `add` as fr_micro_avx512 takes it. */
+FR_TARGET static void
+packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
+            float *C, int64_t ldc, const float *add, int64_t ld_add)
+{
+    int64_t panels = fr_panels(n);
+    if (m == 1) {
+        fr_row_avx512(K, A, Bp, panels, C, n, add);
+        return;
+    }
+    int64_t mb = FR_A_BLOCK_FLOATS / (K > 0 ? K : 1) / 8 * 8;
+    mb = mb < 8 ? 8 : mb;
+    for (int64_t m0 = 0; m0 < m; m0 += mb) {
+        int64_t m1 = m0 + mb < m ? m0 + mb : m;
+        for (int64_t p = 0; p < panels; p += 2)
+            for (int64_t r = m0; r < m1; r += 8)
+                fr_panel_pair(m1 - r < 8 ? (int)(m1 - r) : 8, K, A + r * lda, lda, 1, Bp, p, n,
+                              C + r * ldc, ldc, add ? add + r * ld_add : NULL, ld_add);
+    }
+}
+
 /* C (m x n, ldc) = A (m x K, lda) B, or += with accumulate; B packed by fr_pack_*. */
 FR_TARGET void
 fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
                float *C, int64_t ldc, int accumulate)
 {
-    int64_t panels = fr_panels(n);
-    if (m == 1) {
-        fr_row_avx512(K, A, Bp, panels, C, n, accumulate);
-        return;
-    }
-    for (int64_t p = 0; p < panels; p += 2)
-        for (int64_t r = 0; r < m; r += 8)
-            fr_panel_pair(m - r < 8 ? (int)(m - r) : 8, K, A + r * lda, lda, 1, Bp, p, n,
-                          C + r * ldc, ldc, accumulate);
+    packed_gemm(m, n, K, A, lda, Bp, C, ldc, accumulate ? C : NULL, ldc);
+}
+
+/* C (m x n, ldc) = bias + A (m x K, lda) B, the bias row (n) under every row. */
+FR_TARGET void
+fr_packed_gemm_bias(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+                    const float *Bp, const float *bias, float *C, int64_t ldc)
+{
+    packed_gemm(m, n, K, A, lda, Bp, C, ldc, bias, 0);
 }
 
 /* C (m x n, ldc) = op(A) B, or += with accumulate, for products with many rows
@@ -260,9 +289,9 @@ fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, in
                 float *Cr = C + r * ldc;
                 for (int64_t p = 0; p < panels; p += 2) {
                     if (a_trans) /* packed: step k's values FR_PANEL apart */
-                        fr_panel_pair(mr, kc, Ar, 1, FR_PANEL, Bp, p, n, Cr, ldc, acc);
+                        fr_panel_pair(mr, kc, Ar, 1, FR_PANEL, Bp, p, n, Cr, ldc, acc ? Cr : NULL, ldc);
                     else
-                        fr_panel_pair(mr, kc, Ar, lda, 1, Bp, p, n, Cr, ldc, acc);
+                        fr_panel_pair(mr, kc, Ar, lda, 1, Bp, p, n, Cr, ldc, acc ? Cr : NULL, ldc);
                 }
             }
         }

@@ -45,6 +45,10 @@ void fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t
 void fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
                     const float *Bp, float *C, int64_t ldc, int accumulate);
 
+/* C (m x n, ldc) = bias + A (m x K, lda) B, the bias row (n floats) under every row. */
+void fr_packed_gemm_bias(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+                         const float *Bp, const float *bias, float *C, int64_t ldc);
+
 /* C (m x n, ldc) = A (m x K, lda) B^T, or += with accumulate, for a few rows of A
  * and B (n x K, ldb) as it lies: one dot product per row of A and of B. */
 void fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *B,

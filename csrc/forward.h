@@ -39,7 +39,7 @@ static void chunk_input(ctx *c, const work *w, int64_t s0)
                 B.scale_a = scales0 ? scales0 + n * K : NULL;
             }
             if (hi > lo)
-                input_product(c, &B, c->x + (lo * N + n) * I, N * I, hi - lo, xg_row(c, n, lo),
+                input_product(c, w, &B, c->x + (lo * N + n) * I, N * I, hi - lo, xg_row(c, n, lo),
                               N * GH, 0, GH);
         }
         BARRIER_IF(lowp);
@@ -73,7 +73,7 @@ static void chunk_input(ctx *c, const work *w, int64_t s0)
         _Pragma("omp barrier")
         B.converted = 1;
     }
-    input_product(c, &B, c->x + lo * N * I, I, (hi - lo) * N, xg_row(c, 0, lo), GH, k0, k1);
+    input_product(c, w, &B, c->x + lo * N * I, I, (hi - lo) * N, xg_row(c, 0, lo), GH, k0, k1);
 }
 
 /* One direction, the thread's share: h0 in, the steps chunk by chunk, h_n out. */

@@ -105,6 +105,10 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
     l.per_thread = 12 * H; /* activation values and derivatives of one row's unit slice */
     l.lowp = l.per_thread; /* then a frozen call's converted state rows (H >= H_out wide) */
     l.per_thread += fr_lowp_rows_floats(format, (int64_t)N, (int64_t)H);
+    if (pass != FR_PASS_BACKWARD) { /* the folded biases of the input product's columns */
+        l.bias = l.per_thread;
+        l.per_thread += GH;
+    }
     if (pass == FR_PASS_BACKWARD && fr_worth_packing(d)) { /* fr_gemm_blocked's operands */
         size_t widest = (size_t)d->input_size > H ? (size_t)d->input_size : H;
         widest = Hout > widest ? Hout : widest;
