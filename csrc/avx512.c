@@ -367,4 +367,24 @@ FR_TARGET void fr_act_avx512(int tanh_, const float *pre, float *out, int64_t n)
         _mm512_mask_storeu_ps(out + j, m, tanh_ ? fr_tanh16(x) : fr_sigmoid16(x));
     }
 }
+/* One row of the default LSTM's step for n units, sixteen at a time:
+ * i, f, o = sigmoid, g = tanh of the pre-activations (the four gates `stride`
+ * apart from pre), c = f c + i g in place, h = o tanh(c).  The same operations
+ * in the same order as the gate pass over separate vectors, so the same bits. */
+FR_TARGET void fr_lstm_gates_avx512(int64_t n, const float *pre, int64_t stride, float *c,
+                                    float *h)
+{
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = fr_mask(n - j);
+        const float *p = pre + j;
+        __m512 vi = fr_sigmoid16(_mm512_maskz_loadu_ps(m, p));
+        __m512 vf = fr_sigmoid16(_mm512_maskz_loadu_ps(m, p + stride));
+        __m512 vg = fr_tanh16(_mm512_maskz_loadu_ps(m, p + 2 * stride));
+        __m512 vo = fr_sigmoid16(_mm512_maskz_loadu_ps(m, p + 3 * stride));
+        __m512 cn = _mm512_add_ps(_mm512_mul_ps(vf, _mm512_maskz_loadu_ps(m, c + j)),
+                                  _mm512_mul_ps(vi, vg));
+        _mm512_mask_storeu_ps(c + j, m, cn);
+        _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(vo, fr_tanh16(cn)));
+    }
+}
 #endif

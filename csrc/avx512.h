@@ -64,6 +64,11 @@ void fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *
 
 /* out[j] = sigmoid(pre[j]) (or tanh(pre[j]) with tanh_) for j < n, sixteen at a time. */
 void fr_act_avx512(int tanh_, const float *pre, float *out, int64_t n);
+
+/* One row of the default LSTM's step (sigmoid, tanh, tanh; no clip, peepholes
+ * or coupled gates) for n units: the gates i, f, g, o `stride` apart from pre,
+ * c' = f c + i g in place, h = o tanh(c'). */
+void fr_lstm_gates_avx512(int64_t n, const float *pre, int64_t stride, float *c, float *h);
 #endif
 
 #endif
