@@ -9,8 +9,12 @@
  * more than it saves (waking it, and a barrier or two). */
 #define FR_MIN_WORK_PER_THREAD 32768
 #define FR_MIN_WORK_PER_CALL 262144
-/* Rows of an input GEMM in inference: enough for BLAS to run at speed, few
- * enough that the scratch stays O(N * H) whatever T. */
+/* Rows of an input GEMM in inference: enough for the product to run at
+ * speed (FR_MIN_CHUNK_ROWS), few enough that their pre-activations stay in
+ * L2 until the steps add to them (FR_CHUNK_VALUES: 512 KB of float32), and
+ * the scratch stays O(N * H) whatever T (FR_CHUNK_ROWS). */
+#define FR_CHUNK_VALUES 131072
+#define FR_MIN_CHUNK_ROWS 256
 #define FR_CHUNK_ROWS 1024
 /* A batch split wants at least this many rows per thread. */
 #define FR_MIN_ROWS_PER_THREAD 4
@@ -53,7 +57,9 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
     p.n_threads = p.teams * per;
     int64_t T = d->seq_len;
     if (pass == FR_PASS_INFERENCE) {
-        int64_t chunk = FR_CHUNK_ROWS / (N > 0 ? N : 1);
+        int64_t rows = FR_CHUNK_VALUES / (G * H);
+        rows = rows < FR_MIN_CHUNK_ROWS ? FR_MIN_CHUNK_ROWS : (rows > FR_CHUNK_ROWS ? FR_CHUNK_ROWS : rows);
+        int64_t chunk = rows / (N > 0 ? N : 1);
         p.chunk = chunk < 1 ? 1 : (chunk > T ? T : chunk);
     } else {
         p.chunk = T;
