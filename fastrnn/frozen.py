@@ -10,7 +10,7 @@ converted or marshalled per call but the outputs.
 Its call is the module's own: the very ``__call__``, argument checks and
 output layout of ``fastrnn.layers`` / ``fastrnn.cells`` (borrowed, not
 copied), so it rejects what the module rejects with the same messages.  A
-layer's call first tries a fast path (``_FrozenLayers._fast``) that takes
+layer's call, as a module's, first tries a fast path (``_fast``) that takes
 only arguments those checks would pass as they are (arrays of the module's
 dtype, C-contiguous, of the right shapes, sizes within the kernels' bounds)
 and hands everything else to them.  The frozen classes share the module
@@ -21,8 +21,7 @@ classes' names (``fastrnn.frozen.LSTM``, as torch's
 import numpy as np
 
 from fastrnn import _core, cells, layers
-from fastrnn._cell import GATES
-from fastrnn._checks import BLAS_INT_MAX, INDEX_MAX, describe
+from fastrnn._checks import describe
 from fastrnn.functional import _groups, layer_weights
 from fastrnn.threads import get_num_threads
 
@@ -119,22 +118,16 @@ class _Frozen:
 
     _module_class = None
 
-    _DERIVED = ("_stack", "_nbytes")
-
     @classmethod
     def _make(cls, config, stack):
         self = object.__new__(cls)
         self.__dict__.update(config)
         self.__dict__["_stack"] = stack
         self.__dict__["_nbytes"] = _spec_nbytes(stack.spec)
-        self._derive()
         return self
 
-    def _derive(self):
-        """What a call reads, computed from the configuration."""
-
     def _config(self):
-        return {k: v for k, v in self.__dict__.items() if k not in self._DERIVED}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_stack", "_nbytes")}
 
     def __setattr__(self, name, value):
         raise AttributeError(f"{name}: a frozen module is read-only; freeze the module again "
@@ -168,26 +161,16 @@ class _FrozenLayers(_Frozen):
     _states = layers._RNNBase._states
     _output = layers._RNNBase._output
     _state_out = layers._RNNBase._state_out
+    _fast = layers._RNNBase._fast
 
     @classmethod
     def _freeze(cls, module, precision):
         config = {k: v for k, v in module.__dict__.items()
                   if k[1:] in module._CONFIG or k in ("_cells_per_layer", "_n_dirs",
-                                                       "_hidden_out")}
+                                                       "_hidden_out", "_call_bounds")}
         spec = _spec(module._cells_per_layer, module._params(), precision, module._dtype)
         stack = _core.FrozenStack(spec, module._n_dirs, module._hidden_out, precision)
         return cls._make(config, stack)
-
-    _DERIVED = _Frozen._DERIVED + ("_max_steps", "_state_sizes")
-
-    def _derive(self):
-        d = self.__dict__
-        G, H, H_out = GATES[self._mode], self._hidden_size, self._hidden_out
-        I = max(self._input_size, self._n_dirs * H_out if self._num_layers > 1 else 0)
-        # check_call_sizes passes a call without lengths iff N <= BLAS_INT_MAX and
-        # T*N <= _max_steps (the kernels' 64-bit indices)
-        d["_max_steps"] = INDEX_MAX // (G * H * (H_out + I))
-        d["_state_sizes"] = (H_out, H) if self._mode == "lstm" else (H_out,)
 
     def _call(self, x, state0, lengths):
         fast = None if lengths is not None else self._fast(x, state0)
@@ -197,52 +180,6 @@ class _FrozenLayers(_Frozen):
             x_tm, h0, c0, batched = fast
         y, h_n, c_n = self._stack.forward(x_tm, h0, c0, lengths, get_num_threads())
         return self._output(y, batched), self._state_out(h_n, c_n, batched)
-
-    def _fast(self, x, state0):
-        """``_prepare``'s result for arguments it takes as they are, else None.
-
-        Only arrays of the module's dtype, C-contiguous and of the shapes it
-        wants pass here (no lengths, sizes within the kernels' bounds); None
-        sends the call through ``_prepare``, whose checks report the rest.
-        """
-        dtype = self._dtype
-        if type(x) is not np.ndarray or x.dtype != dtype or not x.flags.c_contiguous:
-            return None
-        shape = x.shape
-        if len(shape) == 3 and not self._batch_first:
-            T, N, I = shape
-            x_tm, batched = x, True
-        elif len(shape) == 2:
-            T, I = shape
-            N, batched = 1, False
-            x_tm = x.reshape(T, 1, I)
-        else:
-            return None
-        if (I != self._input_size or T < 1 or N > BLAS_INT_MAX
-                or T * N > self._max_steps):
-            return None
-        if self._mode == "lstm":
-            if state0 is None:
-                halves = (None, None)
-            elif type(state0) in (tuple, list) and len(state0) == 2:
-                halves = state0
-            else:
-                return None
-        elif type(state0) is tuple:
-            return None
-        else:
-            halves = (state0,)
-        rows = self._num_layers * self._n_dirs
-        states = []
-        for s, size in zip(halves, self._state_sizes):
-            if s is None:
-                states.append(np.zeros((rows, N, size), dtype))
-                continue
-            if (type(s) is not np.ndarray or s.dtype != dtype or not s.flags.c_contiguous
-                    or s.shape != ((rows, N, size) if batched else (rows, size))):
-                return None
-            states.append(s if batched else s.reshape(rows, 1, size))
-        return x_tm, states[0], states[1] if len(states) > 1 else None, batched
 
 
 class _FrozenCell(_Frozen):

@@ -387,10 +387,12 @@ def test_frozen_rejects_what_the_module_rejects(precision):
 @pytest.mark.parametrize("mode,options", [("lstm", {}), ("gru", dict(num_layers=2)),
                                           ("rnn", dict(bidirectional=True)),
                                           ("lstm", dict(batch_first=True, proj_size=3))])
-def test_fast_call_equals_the_checked_call(mode, options):
-    """Arguments the fast path takes as they are give what _prepare's path gives."""
+@pytest.mark.parametrize("which", ["frozen", "module"])
+def test_fast_call_equals_the_checked_call(mode, options, which):
+    """Arguments the fast path (the modules' and the frozen modules') takes as
+    they are give what _prepare's path gives."""
     module = _make(mode, options, 4, 6, seed=21)
-    frozen = fastrnn.freeze(module)
+    frozen = fastrnn.freeze(module) if which == "frozen" else module
     rng = np.random.default_rng(22)
     rows, H_out = frozen.num_layers * (2 if frozen.bidirectional else 1), frozen.proj_size or 6
     for T, N in ((1, 1), (3, 2)):
