@@ -77,17 +77,22 @@ fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, i
     }
 }
 
-/* mr (<= 8) rows x two panels: c[r] += a(r, k) * B0/B1[k] over k, a(r, k) =
- * A[r * ars + k * aks] (rows of A as they lie: ars = lda, aks = 1). */
+/* mr (<= 8) rows x two panels: c[r] = a(r, k) * B0/B1[k] summed over k, plus
+ * row r of `add` (row stride ld_add: C itself to accumulate, 0 for one bias
+ * row under every row) unless add is NULL; a(r, k) = A[r * ars + k * aks]
+ * (rows of A as they lie: ars = lda, aks = 1).  With `ahead`, one cache line
+ * from there every 2^shift k is fetched into L2 on the way. */
 FR_INLINE void
 fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t aks,
                 const float *B0, const float *B1, float *C, int64_t ldc, __mmask16 m0,
-                __mmask16 m1, int accumulate)
+                __mmask16 m1, const float *add, int64_t ld_add, const char *ahead, int shift)
 {
     __m512 c0[8], c1[8];
     for (int r = 0; r < mr; r++)
         c0[r] = c1[r] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
+        if (ahead && (k & ((1 << shift) - 1)) == 0) /* a line of the next panels, into L2 */
+            _mm_prefetch(ahead + (k >> shift) * 64, _MM_HINT_T1);
         __m512 b0 = _mm512_loadu_ps(B0 + k * FR_PANEL);
         __m512 b1 = _mm512_loadu_ps(B1 + k * FR_PANEL);
         for (int r = 0; r < mr; r++) {
@@ -98,42 +103,46 @@ fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t ak
     }
     for (int r = 0; r < mr; r++) {
         float *row = C + r * ldc;
-        if (accumulate) {
-            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, row));
-            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, row + FR_PANEL));
+        if (add) {
+            const float *extra = add + r * ld_add;
+            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, extra));
+            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, extra + FR_PANEL));
         }
         _mm512_mask_storeu_ps(row, m0, c0[r]);
         _mm512_mask_storeu_ps(row + FR_PANEL, m1, c1[r]);
     }
 }
 
-/* Rows r .. r + mr (mr <= 8) of C against panels p and p + 1 of Bp (B packed
- * K rows deep, n columns in all): fr_micro_avx512 with the panels' masks. */
+/* Rows r .. r + mr (mr <= 8) of C against K rows of panels p and p + 1 of Bp
+ * (B packed `depth` rows deep, n columns in all): fr_micro_avx512 with the
+ * panels' masks (and its prefetch). */
 FR_INLINE void
 fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const float *Bp,
-              int64_t p, int64_t n, float *C, int64_t ldc, int accumulate)
+              int64_t depth, int64_t p, int64_t n, float *C, int64_t ldc, const float *add,
+              int64_t ld_add, const char *ahead, int shift)
 {
-    const float *B0 = Bp + p * FR_PANEL * K;
+    const float *B0 = Bp + p * FR_PANEL * depth;
     int two = p + 1 < fr_panels(n);
-    const float *B1 = two ? B0 + FR_PANEL * K : B0;
+    const float *B1 = two ? B0 + FR_PANEL * depth : B0;
     __mmask16 m0 = fr_mask(n - p * FR_PANEL), m1 = two ? fr_mask(n - (p + 1) * FR_PANEL) : 0;
     C += p * FR_PANEL;
+    add = add ? add + p * FR_PANEL : NULL;
     switch (mr) {
-    case 8: fr_micro_avx512(8, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 7: fr_micro_avx512(7, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 6: fr_micro_avx512(6, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 5: fr_micro_avx512(5, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 4: fr_micro_avx512(4, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 3: fr_micro_avx512(3, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    case 2: fr_micro_avx512(2, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
-    default: fr_micro_avx512(1, K, A, ars, aks, B0, B1, C, ldc, m0, m1, accumulate); break;
+    case 8: fr_micro_avx512(8, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
+    case 7: fr_micro_avx512(7, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
+    case 6: fr_micro_avx512(6, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
+    case 5: fr_micro_avx512(5, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
+    case 4: fr_micro_avx512(4, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
+    case 3: fr_micro_avx512(3, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
+    case 2: fr_micro_avx512(2, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
+    default: fr_micro_avx512(1, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
     }
 }
 
 /* One row, four panels at once: enough independent sums to hide the FMA latency. */
 FR_TARGET static void
 fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *C, int64_t n,
-              int accumulate)
+              const float *add)
 {
     int64_t p = 0;
     for (; p + 4 <= panels; p += 4) {
@@ -150,8 +159,8 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
         for (int q = 0; q < 4; q++) {
             int64_t col = (p + q) * FR_PANEL, left = n - col;
             __mmask16 m = fr_mask(left);
-            if (accumulate)
-                s[q] = _mm512_add_ps(s[q], _mm512_maskz_loadu_ps(m, C + col));
+            if (add)
+                s[q] = _mm512_add_ps(s[q], _mm512_maskz_loadu_ps(m, add + col));
             _mm512_mask_storeu_ps(C + col, m, s[q]);
         }
     }
@@ -168,8 +177,8 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
         s0 = _mm512_add_ps(s0, s1);
         int64_t col = p * FR_PANEL, left = n - col;
         __mmask16 m = fr_mask(left);
-        if (accumulate)
-            s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m, C + col));
+        if (add)
+            s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m, add + col));
         _mm512_mask_storeu_ps(C + col, m, s0);
     }
 }
@@ -205,20 +214,86 @@ fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const 
     }
 }
 
+/* Rows of A read against one panel pair before the next pair: a block that
+ * stays in L2 while the pairs stream past (many rows: the input product). */
+#define FR_A_BLOCK_FLOATS 32768
+/* Deeper products run in blocks of FR_K_BLOCK rows of B (a pair of panels,
+ * and the rows of A against it, stay in L2), each adding onto C. */
+#define FR_K_DEEP 1024
+#define FR_K_BLOCK 512
+/* A B of more floats than this (4 MB: past L2, likely past what L3 keeps of
+ * it between steps) has its next pair of panels fetched ahead. */
+#define FR_FETCH_AHEAD_FLOATS (1 << 20)
+
+/* K rows of B from row k0 (of `depth`), against A's columns from k0. */
+FR_TARGET static void
+packed_block(int64_t m, int64_t n, int64_t K, int64_t depth, int64_t k0, const float *A,
+             int64_t lda, const float *Bp, float *C, int64_t ldc, const float *add, int64_t ld_add)
+{
+    int64_t panels = fr_panels(n), mb = FR_A_BLOCK_FLOATS / K / 8 * 8;
+    mb = mb < 8 ? 8 : mb;
+    A += k0;
+    Bp += k0 * FR_PANEL;
+    for (int64_t m0 = 0; m0 < m; m0 += mb) {
+        int64_t m1 = m0 + mb < m ? m0 + mb : m, groups = (m1 - m0 + 7) / 8;
+        /* While the row groups run over a pair of panels (from L2 after the
+         * first), the next pair (its 2K lines, whole panels only) is fetched
+         * from memory, a share per group: a weight too big for L2 streams in
+         * at the pace of the products, not at the first group's stall. */
+        int shift = 0;
+        while ((2 << shift) < groups) /* 2^shift >= groups / 2: at most the 2K lines */
+            shift++;
+        int ahead = K == depth && n * K > FR_FETCH_AHEAD_FLOATS;
+        for (int64_t p = 0; p < panels; p += 2) {
+            const char *next = ahead && p + 2 < panels
+                                   ? (const char *)(Bp + (p + 2) * FR_PANEL * depth) : NULL;
+            for (int64_t r = m0, g = 0; r < m1; r += 8, g++) {
+                int mr = m1 - r < 8 ? (int)(m1 - r) : 8;
+                const float *add_r = add ? add + r * ld_add : NULL;
+                if (next) /* (the copy without prefetches has none to test for) */
+                    fr_panel_pair(mr, K, A + r * lda, lda, 1, Bp, depth, p, n, C + r * ldc, ldc,
+                                  add_r, ld_add, next + g * (K >> shift) * 64, shift);
+                else
+                    fr_panel_pair(mr, K, A + r * lda, lda, 1, Bp, depth, p, n, C + r * ldc, ldc,
+                                  add_r, ld_add, NULL, 0);
+            }
+        }
+    }
+}
+
+/* C (m x n, ldc) = A (m x K, lda) B, plus `add` as fr_micro_avx512 takes it. */
+FR_TARGET static void
+packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
+            float *C, int64_t ldc, const float *add, int64_t ld_add)
+{
+    if (m == 1) {
+        fr_row_avx512(K, A, Bp, fr_panels(n), C, n, add);
+        return;
+    }
+    if (K <= FR_K_DEEP) {
+        packed_block(m, n, K > 0 ? K : 1, K, 0, A, lda, Bp, C, ldc, add, ld_add);
+        return;
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += FR_K_BLOCK) {
+        int64_t kc = K - k0 < FR_K_BLOCK ? K - k0 : FR_K_BLOCK;
+        packed_block(m, n, kc, K, k0, A, lda, Bp, C, ldc, k0 ? C : add, k0 ? ldc : ld_add);
+    }
+}
+
 /* C (m x n, ldc) = A (m x K, lda) B, or += with accumulate; B packed by fr_pack_*. */
 FR_TARGET void
 fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
                float *C, int64_t ldc, int accumulate)
 {
-    int64_t panels = fr_panels(n);
-    if (m == 1) {
-        fr_row_avx512(K, A, Bp, panels, C, n, accumulate);
-        return;
-    }
-    for (int64_t p = 0; p < panels; p += 2)
-        for (int64_t r = 0; r < m; r += 8)
-            fr_panel_pair(m - r < 8 ? (int)(m - r) : 8, K, A + r * lda, lda, 1, Bp, p, n,
-                          C + r * ldc, ldc, accumulate);
+    packed_gemm(m, n, K, A, lda, Bp, C, ldc, accumulate ? C : NULL, ldc);
+}
+
+/* C (m x n, ldc) = bias + A (m x K, lda) B, the bias row (n) under every row. */
+FR_TARGET void
+fr_packed_gemm_bias(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+                    const float *Bp, const float *bias, float *C, int64_t ldc)
+{
+    packed_gemm(m, n, K, A, lda, Bp, C, ldc, bias, 0);
 }
 
 /* C (m x n, ldc) = op(A) B, or += with accumulate, for products with many rows
@@ -260,9 +335,9 @@ fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, in
                 float *Cr = C + r * ldc;
                 for (int64_t p = 0; p < panels; p += 2) {
                     if (a_trans) /* packed: step k's values FR_PANEL apart */
-                        fr_panel_pair(mr, kc, Ar, 1, FR_PANEL, Bp, p, n, Cr, ldc, acc);
+                        fr_panel_pair(mr, kc, Ar, 1, FR_PANEL, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL, ldc, NULL, 0);
                     else
-                        fr_panel_pair(mr, kc, Ar, lda, 1, Bp, p, n, Cr, ldc, acc);
+                        fr_panel_pair(mr, kc, Ar, lda, 1, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL, ldc, NULL, 0);
                 }
             }
         }
@@ -336,6 +411,26 @@ FR_TARGET void fr_act_avx512(int tanh_, const float *pre, float *out, int64_t n)
         __mmask16 m = fr_mask(n - j);
         __m512 x = _mm512_maskz_loadu_ps(m, pre + j);
         _mm512_mask_storeu_ps(out + j, m, tanh_ ? fr_tanh16(x) : fr_sigmoid16(x));
+    }
+}
+/* One row of the default LSTM's step for n units, sixteen at a time:
+ * i, f, o = sigmoid, g = tanh of the pre-activations (the four gates `stride`
+ * apart from pre), c = f c + i g in place, h = o tanh(c).  The same operations
+ * in the same order as the gate pass over separate vectors, so the same bits. */
+FR_TARGET void fr_lstm_gates_avx512(int64_t n, const float *pre, int64_t stride, float *c,
+                                    float *h)
+{
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = fr_mask(n - j);
+        const float *p = pre + j;
+        __m512 vi = fr_sigmoid16(_mm512_maskz_loadu_ps(m, p));
+        __m512 vf = fr_sigmoid16(_mm512_maskz_loadu_ps(m, p + stride));
+        __m512 vg = fr_tanh16(_mm512_maskz_loadu_ps(m, p + 2 * stride));
+        __m512 vo = fr_sigmoid16(_mm512_maskz_loadu_ps(m, p + 3 * stride));
+        __m512 cn = _mm512_add_ps(_mm512_mul_ps(vf, _mm512_maskz_loadu_ps(m, c + j)),
+                                  _mm512_mul_ps(vi, vg));
+        _mm512_mask_storeu_ps(c + j, m, cn);
+        _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(vo, fr_tanh16(cn)));
     }
 }
 #endif

@@ -45,6 +45,10 @@ void fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t
 void fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
                     const float *Bp, float *C, int64_t ldc, int accumulate);
 
+/* C (m x n, ldc) = bias + A (m x K, lda) B, the bias row (n floats) under every row. */
+void fr_packed_gemm_bias(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+                         const float *Bp, const float *bias, float *C, int64_t ldc);
+
 /* C (m x n, ldc) = A (m x K, lda) B^T, or += with accumulate, for a few rows of A
  * and B (n x K, ldb) as it lies: one dot product per row of A and of B. */
 void fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *B,
@@ -60,6 +64,11 @@ void fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *
 
 /* out[j] = sigmoid(pre[j]) (or tanh(pre[j]) with tanh_) for j < n, sixteen at a time. */
 void fr_act_avx512(int tanh_, const float *pre, float *out, int64_t n);
+
+/* One row of the default LSTM's step (sigmoid, tanh, tanh; no clip, peepholes
+ * or coupled gates) for n units: the gates i, f, g, o `stride` apart from pre,
+ * c' = f c + i g in place, h = o tanh(c'). */
+void fr_lstm_gates_avx512(int64_t n, const float *pre, int64_t stride, float *c, float *h);
 #endif
 
 #endif

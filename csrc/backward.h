@@ -128,6 +128,38 @@ static void weight_grads(const ctx *c, REAL *blocks, int k, int parts)
     }
 }
 
+/* Thread tid's part of a call (of nt threads): its steps back, then its share
+ * of the products over all steps. */
+static void backward_thread(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
+                            const int64_t *lengths, const REAL *x, REAL *dx, const LAYER *dirs,
+                            REAL *ws, const fr_plan *plan, const fr_layout *lay, int tid, int nt)
+{
+    int64_t TN = d->seq_len * d->batch, I = d->input_size;
+    int64_t GH = fr_gates(cell->mode) * d->hidden_size;
+    work w;
+    int dir = make_work(&w, plan, lay, ws, d->n_dirs, d->batch, d->hidden_size,
+                        d->proj_size, tid, FR_FORMAT_DENSE);
+    int last = plan->teams == 1 ? d->n_dirs - 1 : dir;
+    for (; dir <= last; dir++) {
+        ctx c;
+        make_ctx(&c, blas, cell, d, lengths, x, &dirs[dir], dir, plan, lay, ws, NULL,
+                 FR_FORMAT_DENSE);
+        run_backward_steps(&c, &w);
+    }
+    _Pragma("omp barrier")
+    /* Every thread takes a share of the big products over all steps. */
+    for (int k = 0; k < d->n_dirs; k++) {
+        ctx c;
+        make_ctx(&c, blas, cell, d, lengths, x, &dirs[k], k, plan, lay, ws, NULL,
+                 FR_FORMAT_DENSE);
+        weight_grads(&c, w.blocks, tid, nt);
+        /* dx = sum over directions of dgates @ W_ih */
+        int64_t r0 = part(TN, tid, nt), r1 = part(TN, tid + 1, nt);
+        steps_product(&c, w.blocks, 0, r1 - r0, I, GH, W(&c, lay->dgx) + r0 * GH, GH,
+                      dirs[k].weight_ih, I, k ? 1 : 0, dx + r0 * I, I);
+    }
+}
+
 fr_status FR_NAME(fr_backward)(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
                                const int64_t *lengths, const REAL *x, REAL *dx,
                                const LAYER *dirs, REAL *ws, int n_threads)
@@ -136,33 +168,12 @@ fr_status FR_NAME(fr_backward)(const fr_blas *blas, const fr_cell *cell, const f
         return FR_ERR_ARGUMENT;
     fr_plan plan = fr_make_plan(cell, d, FR_PASS_BACKWARD, n_threads);
     fr_layout lay = fr_make_layout(cell, d, FR_PASS_BACKWARD, &plan, FR_FORMAT_DENSE);
-    int64_t TN = d->seq_len * d->batch, I = d->input_size;
-    int64_t GH = fr_gates(cell->mode) * d->hidden_size;
-#pragma omp parallel num_threads(plan.n_threads)
-    {
-        work w;
-        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        int dir = make_work(&w, &plan, &lay, ws, d->n_dirs, d->batch, d->hidden_size,
-                            d->proj_size, tid, FR_FORMAT_DENSE);
-        int last = plan.teams == 1 ? d->n_dirs - 1 : dir;
-        for (; dir <= last; dir++) {
-            ctx c;
-            make_ctx(&c, blas, cell, d, lengths, x, &dirs[dir], dir, &plan, &lay, ws, NULL,
-                     FR_FORMAT_DENSE);
-            run_backward_steps(&c, &w);
-        }
-        _Pragma("omp barrier")
-        /* Every thread takes a share of the big products over all steps. */
-        for (int k = 0; k < d->n_dirs; k++) {
-            ctx c;
-            make_ctx(&c, blas, cell, d, lengths, x, &dirs[k], k, &plan, &lay, ws, NULL,
-                     FR_FORMAT_DENSE);
-            weight_grads(&c, w.blocks, tid, nt);
-            /* dx = sum over directions of dgates @ W_ih */
-            int64_t r0 = part(TN, tid, nt), r1 = part(TN, tid + 1, nt);
-            steps_product(&c, w.blocks, 0, r1 - r0, I, GH, W(&c, lay.dgx) + r0 * GH, GH,
-                          dirs[k].weight_ih, I, k ? 1 : 0, dx + r0 * I, I);
-        }
+    if (plan.n_threads == 1) { /* no team to start (libgomp would still wake its pool) */
+        backward_thread(blas, cell, d, lengths, x, dx, dirs, ws, &plan, &lay, 0, 1);
+        return FR_OK;
     }
+#pragma omp parallel num_threads(plan.n_threads)
+    backward_thread(blas, cell, d, lengths, x, dx, dirs, ws, &plan, &lay, omp_get_thread_num(),
+                    omp_get_num_threads());
     return FR_OK;
 }

@@ -8,18 +8,66 @@
  * runs on the thread's rows and units (context.h), with a barrier before the
  * projection and its gradient under a hidden split; products via products.h. */
 
-FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
+/* Whether a step's gate pass can run as one vector pass per row (avx512.c's
+ * fr_lstm_gates_avx512): float32 with AVX-512, the default activations, no
+ * clip, peepholes or coupled gates. */
+static inline int lstm_gates_fused(const ctx *c)
 {
+    const fr_act *a = c->cell->act;
+    return FR_PACKED_PATH && fr_packed_enabled() && c->clip == 0 && !c->L->weight_peephole
+           && !c->cell->input_forget && a[0].code == FR_SIGMOID && a[1].code == FR_TANH
+           && a[2].code == FR_TANH;
+}
+
+/* One row's gate pass over the thread's units: pre (the four gates H apart)
+ * -> c' in cn, h' (before any projection) in ho. */
+FR_CLONES static void lstm_gates(const ctx *c, const work *w, int fused, REAL *pre, REAL *cn,
+                                 REAL *ho)
+{
+    int64_t nu = w->j1 - w->j0, H = c->H, j0 = w->j0;
+#if FR_PACKED_PATH
+    if (fused) {
+        fr_lstm_gates_avx512(nu, pre, H, cn, ho);
+        return;
+    }
+#else
+    (void)fused;
+#endif
     const fr_act *act = c->cell->act;
-    int64_t nu = w->j1 - w->j0, H = c->H, P = c->P, j0 = w->j0;
-    int in_place = sums_in_place(c);
-    recurrent_product(c, w, hprev, c->Hout, s, 0, 4, in_place);
-    const REAL *hg = hg_of(c, w);
     const REAL *peep = c->L->weight_peephole;
-    REAL *cst = W(c, c->lay.c);
-    REAL *hout = P ? W(c, c->lay.hfull) : hnext;
     REAL *vi = w->tmp, *vf = w->tmp + nu, *vg = w->tmp + 2 * nu, *vo = w->tmp + 3 * nu;
     REAL *hc = w->tmp + 4 * nu;
+    if (peep)
+        for (int64_t j = 0; j < nu; j++) {
+            pre[j] += peep[j0 + j] * cn[j];
+            pre[H + j] += peep[H + j0 + j] * cn[j];
+        }
+    act_forward(&act[0], c->clip, pre, vi, nu);
+    if (c->cell->input_forget)
+        for (int64_t j = 0; j < nu; j++)
+            vf[j] = 1 - vi[j];
+    else
+        act_forward(&act[0], c->clip, pre + H, vf, nu);
+    act_forward(&act[1], c->clip, pre + 2 * H, vg, nu);
+    for (int64_t j = 0; j < nu; j++)
+        cn[j] = vf[j] * cn[j] + vi[j] * vg[j];
+    if (peep)
+        for (int64_t j = 0; j < nu; j++)
+            pre[3 * H + j] += peep[2 * H + j0 + j] * cn[j];
+    act_forward(&act[0], c->clip, pre + 3 * H, vo, nu);
+    act_forward(&act[2], 0, cn, hc, nu);
+    for (int64_t j = 0; j < nu; j++)
+        ho[j] = vo[j] * hc[j];
+}
+
+FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, const REAL *hprev, REAL *hnext)
+{
+    int64_t nu = w->j1 - w->j0, H = c->H, P = c->P, j0 = w->j0;
+    int in_place = sums_in_place(c), fused = lstm_gates_fused(c);
+    recurrent_product(c, w, hprev, c->Hout, s, 0, 4, in_place);
+    const REAL *hg = hg_of(c, w);
+    REAL *cst = W(c, c->lay.c);
+    REAL *hout = P ? W(c, c->lay.hfull) : hnext;
     size_t bytes = (size_t)nu * sizeof(REAL);
     for (int64_t n = w->n0; n < w->n1; n++) {
         int64_t len = len_of(c, n);
@@ -34,33 +82,12 @@ FR_CLONES static void lstm_step_forward(const ctx *c, const work *w, int64_t s, 
         int64_t t = time_of(c, len, s);
         REAL *pre = xg_row(c, n, t) + j0;
         const REAL *hgr = hg + (n - w->n0) * 4 * nu;
-        REAL *cn = cst + n * H + j0;
+        REAL *cn = cst + n * H + j0, *ho = hout + n * H + j0;
         if (!in_place)
             for (int64_t k = 0; k < 4; k++)
                 for (int64_t j = 0; j < nu; j++)
                     pre[k * H + j] += hgr[k * nu + j];
-        if (peep)
-            for (int64_t j = 0; j < nu; j++) {
-                pre[j] += peep[j0 + j] * cn[j];
-                pre[H + j] += peep[H + j0 + j] * cn[j];
-            }
-        act_forward(&act[0], c->clip, pre, vi, nu);
-        if (c->cell->input_forget)
-            for (int64_t j = 0; j < nu; j++)
-                vf[j] = 1 - vi[j];
-        else
-            act_forward(&act[0], c->clip, pre + H, vf, nu);
-        act_forward(&act[1], c->clip, pre + 2 * H, vg, nu);
-        for (int64_t j = 0; j < nu; j++)
-            cn[j] = vf[j] * cn[j] + vi[j] * vg[j];
-        if (peep)
-            for (int64_t j = 0; j < nu; j++)
-                pre[3 * H + j] += peep[2 * H + j0 + j] * cn[j];
-        act_forward(&act[0], c->clip, pre + 3 * H, vo, nu);
-        act_forward(&act[2], 0, cn, hc, nu);
-        REAL *ho = hout + n * H + j0;
-        for (int64_t j = 0; j < nu; j++)
-            ho[j] = vo[j] * hc[j];
+        lstm_gates(c, w, fused, pre, cn, ho);
         if (c->saved) {
             memcpy(saved_row(c, c->sl.c, n, t, H) + j0, cn, bytes);
             if (P)

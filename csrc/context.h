@@ -43,6 +43,7 @@ typedef struct {
     REAL *tmp;                /* per-thread scratch, 12 * H */
     REAL *blocks;             /* backward: fr_gemm_blocked's packed blocks, past tmp */
     REAL *lowp;               /* frozen bfloat16 / int8: the thread's converted state rows */
+    REAL *bias;               /* forward: the folded biases of the thread's input columns */
 } work;
 
 static inline REAL *W(const ctx *c, size_t offset) { return c->ws + offset; }
@@ -193,5 +194,6 @@ static int make_work(work *w, const fr_plan *plan, const fr_layout *lay, REAL *w
     w->tmp = ws + (size_t)n_dirs * lay->per_dir + (size_t)tid * lay->per_thread;
     w->blocks = w->tmp + 12 * H;
     w->lowp = w->tmp + lay->lowp;
+    w->bias = w->tmp + lay->bias;
     return dir;
 }

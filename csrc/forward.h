@@ -39,7 +39,7 @@ static void chunk_input(ctx *c, const work *w, int64_t s0)
                 B.scale_a = scales0 ? scales0 + n * K : NULL;
             }
             if (hi > lo)
-                input_product(c, &B, c->x + (lo * N + n) * I, N * I, hi - lo, xg_row(c, n, lo),
+                input_product(c, w, &B, c->x + (lo * N + n) * I, N * I, hi - lo, xg_row(c, n, lo),
                               N * GH, 0, GH);
         }
         BARRIER_IF(lowp);
@@ -73,7 +73,7 @@ static void chunk_input(ctx *c, const work *w, int64_t s0)
         _Pragma("omp barrier")
         B.converted = 1;
     }
-    input_product(c, &B, c->x + lo * N * I, I, (hi - lo) * N, xg_row(c, 0, lo), GH, k0, k1);
+    input_product(c, w, &B, c->x + lo * N * I, I, (hi - lo) * N, xg_row(c, 0, lo), GH, k0, k1);
 }
 
 /* One direction, the thread's share: h0 in, the steps chunk by chunk, h_n out. */
@@ -113,6 +113,25 @@ static void run_forward(ctx *c, const work *w)
     }
 }
 
+/* Thread tid's part of a call: its direction(s), its rows or units. */
+static void forward_thread(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
+                           const int64_t *lengths, const REAL *x, const LAYER *dirs,
+                           const fr_frozen_dir *frozen, int format, REAL *ws,
+                           const fr_plan *plan, const fr_layout *lay, int tid)
+{
+    work w;
+    int dir = make_work(&w, plan, lay, ws, d->n_dirs, d->batch, d->hidden_size, d->proj_size,
+                        tid, format);
+    /* With one team, the thread runs the directions one after the other. */
+    int last = plan->teams == 1 ? d->n_dirs - 1 : dir;
+    for (; dir <= last; dir++) {
+        ctx c;
+        make_ctx(&c, blas, cell, d, lengths, x, &dirs[dir], dir, plan, lay, ws,
+                 frozen ? &frozen[dir] : NULL, format);
+        run_forward(&c, &w);
+    }
+}
+
 /* Both entry points: the modules' calls (frozen NULL, FR_FORMAT_DENSE) and
  * the frozen ones. */
 static fr_status forward_layer(const fr_blas *blas, const fr_cell *cell, const fr_dims *d,
@@ -124,21 +143,13 @@ static fr_status forward_layer(const fr_blas *blas, const fr_cell *cell, const f
     int pass = dirs[0].saved ? FR_PASS_TRAIN : FR_PASS_INFERENCE;
     fr_plan plan = fr_make_plan(cell, d, pass, n_threads);
     fr_layout lay = fr_make_layout(cell, d, pass, &plan, format);
-#pragma omp parallel num_threads(plan.n_threads)
-    {
-        work w;
-        int tid = omp_get_thread_num();
-        int dir = make_work(&w, &plan, &lay, ws, d->n_dirs, d->batch, d->hidden_size,
-                            d->proj_size, tid, format);
-        /* With one team, the thread runs the directions one after the other. */
-        int last = plan.teams == 1 ? d->n_dirs - 1 : dir;
-        for (; dir <= last; dir++) {
-            ctx c;
-            make_ctx(&c, blas, cell, d, lengths, x, &dirs[dir], dir, &plan, &lay, ws,
-                     frozen ? &frozen[dir] : NULL, format);
-            run_forward(&c, &w);
-        }
+    if (plan.n_threads == 1) { /* no team to start (libgomp would still wake its pool) */
+        forward_thread(blas, cell, d, lengths, x, dirs, frozen, format, ws, &plan, &lay, 0);
+        return FR_OK;
     }
+#pragma omp parallel num_threads(plan.n_threads)
+    forward_thread(blas, cell, d, lengths, x, dirs, frozen, format, ws, &plan, &lay,
+                   omp_get_thread_num());
     return FR_OK;
 }
 

@@ -9,8 +9,12 @@
  * more than it saves (waking it, and a barrier or two). */
 #define FR_MIN_WORK_PER_THREAD 32768
 #define FR_MIN_WORK_PER_CALL 262144
-/* Rows of an input GEMM in inference: enough for BLAS to run at speed, few
- * enough that the scratch stays O(N * H) whatever T. */
+/* Rows of an input GEMM in inference: enough for the product to run at
+ * speed (FR_MIN_CHUNK_ROWS), few enough that their pre-activations stay in
+ * L2 until the steps add to them (FR_CHUNK_VALUES: 512 KB of float32), and
+ * the scratch stays O(N * H) whatever T (FR_CHUNK_ROWS). */
+#define FR_CHUNK_VALUES 131072
+#define FR_MIN_CHUNK_ROWS 256
 #define FR_CHUNK_ROWS 1024
 /* A batch split wants at least this many rows per thread. */
 #define FR_MIN_ROWS_PER_THREAD 4
@@ -53,7 +57,9 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
     p.n_threads = p.teams * per;
     int64_t T = d->seq_len;
     if (pass == FR_PASS_INFERENCE) {
-        int64_t chunk = FR_CHUNK_ROWS / (N > 0 ? N : 1);
+        int64_t rows = FR_CHUNK_VALUES / (G * H);
+        rows = rows < FR_MIN_CHUNK_ROWS ? FR_MIN_CHUNK_ROWS : (rows > FR_CHUNK_ROWS ? FR_CHUNK_ROWS : rows);
+        int64_t chunk = rows / (N > 0 ? N : 1);
         p.chunk = chunk < 1 ? 1 : (chunk > T ? T : chunk);
     } else {
         p.chunk = T;
@@ -105,6 +111,10 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
     l.per_thread = 12 * H; /* activation values and derivatives of one row's unit slice */
     l.lowp = l.per_thread; /* then a frozen call's converted state rows (H >= H_out wide) */
     l.per_thread += fr_lowp_rows_floats(format, (int64_t)N, (int64_t)H);
+    if (pass != FR_PASS_BACKWARD) { /* the folded biases of the input product's columns */
+        l.bias = l.per_thread;
+        l.per_thread += GH;
+    }
     if (pass == FR_PASS_BACKWARD && fr_worth_packing(d)) { /* fr_gemm_blocked's operands */
         size_t widest = (size_t)d->input_size > H ? (size_t)d->input_size : H;
         widest = Hout > widest ? Hout : widest;

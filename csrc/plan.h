@@ -26,6 +26,7 @@ typedef struct {
     size_t dgx, daux, dhout, dh, dc, dhg, dhtot, dhsc; /* backward (and panels_hh) */
     size_t per_dir, per_thread, total;
     size_t lowp;      /* frozen bfloat16 / int8: inside a thread's scratch, its converted state rows */
+    size_t bias;      /* forward: inside a thread's scratch, the folded biases of its input columns */
 } fr_layout;
 
 /* Offsets (in elements) inside one direction's saved (training) block. */

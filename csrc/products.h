@@ -304,16 +304,26 @@ static inline REAL folded_bias(const ctx *c, int64_t k)
 }
 
 /* C rows = bias + x rows @ W_ih[k0:k1]^T for `rows` x rows starting at x_row
- * (stride ldx) into C (stride ldc), gate columns [k0, k1); B: W_ih's rows from k0. */
-static void input_product(const ctx *c, const fr_operand *B, const REAL *x_row, int64_t ldx,
-                          int64_t rows, REAL *C, int64_t ldc, int64_t k0, int64_t k1)
+ * (stride ldx) into C (stride ldc), gate columns [k0, k1); B: W_ih's rows from
+ * k0.  The packed product adds the bias row as it stores C; the others start
+ * from rows of it. */
+static void input_product(const ctx *c, const work *w, const fr_operand *B, const REAL *x_row,
+                          int64_t ldx, int64_t rows, REAL *C, int64_t ldc, int64_t k0, int64_t k1)
 {
     if (rows <= 0 || k1 <= k0)
         return;
+    REAL *bias = w->bias;
     for (int64_t k = k0; k < k1; k++)
-        C[k] = folded_bias(c, k);
-    for (int64_t r = 1; r < rows; r++)
-        memcpy(C + r * ldc + k0, C + k0, (size_t)(k1 - k0) * sizeof(REAL));
+        bias[k - k0] = folded_bias(c, k);
+#if FR_PACKED_PATH
+    if (B->format == FR_FORMAT_PANELS) {
+        fr_packed_gemm_bias(rows, k1 - k0, c->I, x_row, ldx, (const float *)B->prepared, bias,
+                            C + k0, ldc);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(C + r * ldc + k0, bias, (size_t)(k1 - k0) * sizeof(REAL));
     weight_product(c->blas, B, 1, rows, k1 - k0, c->I, x_row, ldx, C + k0, ldc, 1);
 }
 

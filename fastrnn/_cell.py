@@ -5,6 +5,7 @@ the ONNX bridge, so that every layer of fastrnn names a cell the same way.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 # The weights of one layer direction, under the names of torch's state_dict
 # (without the _l{k}{suffix}); weight_hr is the LSTM projection,
@@ -37,8 +38,14 @@ def layer_weights(params, layer, n_dirs):
         ``n_dirs`` dicts keyed by ``fastrnn._cell.WEIGHT_NAMES``, None where
         absent: what ``layer_forward`` and ``layer_backward`` take.
     """
-    return [{name: params.get(f"{name}_l{layer}{suffix(d)}") for name in WEIGHT_NAMES}
+    return [{name: params.get(key) for name, key in _weight_keys(layer, d)}
             for d in range(n_dirs)]
+
+
+@lru_cache(maxsize=None)
+def _weight_keys(layer, direction):
+    """(name, state_dict key) of each of WEIGHT_NAMES for one layer direction."""
+    return tuple((name, f"{name}_l{layer}{suffix(direction)}") for name in WEIGHT_NAMES)
 
 # Gates per cell, in PyTorch's order: RNN (one), LSTM (i, f, g, o), GRU (r, z, n).
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

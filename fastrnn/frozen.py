@@ -9,10 +9,13 @@ converted or marshalled per call but the outputs.
 
 Its call is the module's own: the very ``__call__``, argument checks and
 output layout of ``fastrnn.layers`` / ``fastrnn.cells`` (borrowed, not
-copied), so it rejects what the module rejects with the same messages.  The
-frozen classes share the module classes' names (``fastrnn.frozen.LSTM``, as
-torch's ``torch.ao.nn.quantized.dynamic.LSTM``), so that those messages read
-the same.
+copied), so it rejects what the module rejects with the same messages.  A
+layer's call, as a module's, first tries a fast path (``_fast``) that takes
+only arguments those checks would pass as they are (arrays of the module's
+dtype, C-contiguous, of the right shapes, sizes within the kernels' bounds)
+and hands everything else to them.  The frozen classes share the module
+classes' names (``fastrnn.frozen.LSTM``, as torch's
+``torch.ao.nn.quantized.dynamic.LSTM``), so that those messages read the same.
 """
 
 import numpy as np
@@ -158,18 +161,23 @@ class _FrozenLayers(_Frozen):
     _states = layers._RNNBase._states
     _output = layers._RNNBase._output
     _state_out = layers._RNNBase._state_out
+    _fast = layers._RNNBase._fast
 
     @classmethod
     def _freeze(cls, module, precision):
         config = {k: v for k, v in module.__dict__.items()
                   if k[1:] in module._CONFIG or k in ("_cells_per_layer", "_n_dirs",
-                                                       "_hidden_out")}
+                                                       "_hidden_out", "_call_bounds")}
         spec = _spec(module._cells_per_layer, module._params(), precision, module._dtype)
         stack = _core.FrozenStack(spec, module._n_dirs, module._hidden_out, precision)
         return cls._make(config, stack)
 
     def _call(self, x, state0, lengths):
-        x_tm, h0, c0, lengths, batched = self._prepare(x, state0, lengths, training=False)
+        fast = None if lengths is not None else self._fast(x, state0)
+        if fast is None:
+            x_tm, h0, c0, lengths, batched = self._prepare(x, state0, lengths, training=False)
+        else:
+            x_tm, h0, c0, batched = fast
         y, h_n, c_n = self._stack.forward(x_tm, h0, c0, lengths, get_num_threads())
         return self._output(y, batched), self._state_out(h_n, c_n, batched)
 

@@ -12,8 +12,9 @@ import numpy as np
 
 from fastrnn import functional
 from fastrnn._cell import GATES, suffix
-from fastrnn._checks import (check_call_sizes, check_cell_clip, check_dropout, check_dtype,
-                             check_flag, check_int, check_layer_sizes, check_lengths,
+from fastrnn._checks import (BLAS_INT_MAX, INDEX_MAX, check_call_sizes, check_cell_clip,
+                             check_dropout, check_dtype, check_flag, check_int,
+                             check_layer_sizes, check_lengths,
                              contiguous, describe, direction_cells, float_array,
                              layer_state, not_a_tuple, shape_str, state_halves,
                              time_major_input)
@@ -131,6 +132,11 @@ class _RNNBase(Parameters):
                 if peepholes:
                     shapes["weight_peephole" + sfx] = (3 * H,)
         self.__dict__["_shapes"] = shapes
+        # What _fast reads: a call without lengths passes check_call_sizes iff
+        # N <= BLAS_INT_MAX and T * N <= the steps the kernels' 64-bit indices allow.
+        widest = max(input_size, D * H_out if num_layers > 1 else 0)
+        self.__dict__["_call_bounds"] = (BLAS_INT_MAX, INDEX_MAX // (G * H * (H_out + widest)),
+                                         (H_out, H) if mode == "lstm" else (H_out,))
         self._init_parameters(seed, hidden_size)
 
     def __repr__(self):
@@ -204,6 +210,52 @@ class _RNNBase(Parameters):
         x_tm = contiguous(x_tm, given, self._dtype, copy=training)
         return x_tm, h0, c0, lengths, batched
 
+    def _fast(self, x, state0):
+        """``_prepare``'s result for arguments it takes as they are, else None.
+
+        Only arrays of the module's dtype, C-contiguous and of the shapes it
+        wants pass here (no lengths, sizes within the kernels' bounds); None
+        sends the call through ``_prepare``, whose checks report the rest.
+        """
+        dtype = self._dtype
+        if type(x) is not np.ndarray or x.dtype != dtype or not x.flags.c_contiguous:
+            return None
+        shape = x.shape
+        if len(shape) == 3 and not self._batch_first:
+            T, N, I = shape
+            x_tm, batched = x, True
+        elif len(shape) == 2:
+            T, I = shape
+            N, batched = 1, False
+            x_tm = x.reshape(T, 1, I)
+        else:
+            return None
+        max_batch, max_steps, sizes = self._call_bounds
+        if I != self._input_size or T < 1 or N > max_batch or T * N > max_steps:
+            return None
+        if self._mode == "lstm":
+            if state0 is None:
+                halves = (None, None)
+            elif type(state0) in (tuple, list) and len(state0) == 2:
+                halves = state0
+            else:
+                return None
+        elif type(state0) is tuple:
+            return None
+        else:
+            halves = (state0,)
+        rows = self._num_layers * self._n_dirs
+        states = []
+        for s, size in zip(halves, sizes):
+            if s is None:
+                states.append(np.zeros((rows, N, size), dtype))
+                continue
+            if (type(s) is not np.ndarray or s.dtype != dtype or not s.flags.c_contiguous
+                    or s.shape != ((rows, N, size) if batched else (rows, size))):
+                return None
+            states.append(s if batched else s.reshape(rows, 1, size))
+        return x_tm, states[0], states[1] if len(states) > 1 else None, batched
+
     def _output(self, y, batched):
         if not batched:
             return y[:, 0, :]
@@ -218,7 +270,11 @@ class _RNNBase(Parameters):
     # -- the three calls (each class gives them its own docstring) -----------
 
     def _call(self, x, state0, lengths):
-        x_tm, h0, c0, lengths, batched = self._prepare(x, state0, lengths, training=False)
+        fast = None if lengths is not None else self._fast(x, state0)
+        if fast is None:
+            x_tm, h0, c0, lengths, batched = self._prepare(x, state0, lengths, training=False)
+        else:
+            x_tm, h0, c0, batched = fast
         y, h_n, c_n, _ = functional.stack_forward(self._cells_per_layer, self._params(), x_tm,
                                                   h0, c0, lengths=lengths)
         return self._output(y, batched), self._state_out(h_n, c_n, batched)

@@ -382,3 +382,60 @@ def test_frozen_rejects_what_the_module_rejects(precision):
     inputs = [x.copy()]
     frozen(inputs[0])
     np.testing.assert_array_equal(inputs[0], x)
+
+
+@pytest.mark.parametrize("mode,options", [("lstm", {}), ("gru", dict(num_layers=2)),
+                                          ("rnn", dict(bidirectional=True)),
+                                          ("lstm", dict(batch_first=True, proj_size=3))])
+@pytest.mark.parametrize("which", ["frozen", "module"])
+def test_fast_call_equals_the_checked_call(mode, options, which):
+    """Arguments the fast path (the modules' and the frozen modules') takes as
+    they are give what _prepare's path gives."""
+    module = _make(mode, options, 4, 6, seed=21)
+    frozen = fastrnn.freeze(module) if which == "frozen" else module
+    rng = np.random.default_rng(22)
+    rows, H_out = frozen.num_layers * (2 if frozen.bidirectional else 1), frozen.proj_size or 6
+    for T, N in ((1, 1), (3, 2)):
+        x = rng.standard_normal((N, T, 4) if frozen.batch_first else (T, N, 4)).astype(F32)
+        h0 = rng.standard_normal((rows, N, H_out)).astype(F32)
+        c0 = rng.standard_normal((rows, N, 6)).astype(F32)
+        states = [None, (h0, c0), [h0, None], (None, c0)] if mode == "lstm" else [None, h0]
+        for state0 in states:
+            unbatched = (np.ascontiguousarray(x[0] if frozen.batch_first else x[:, 0]),
+                         None if state0 is None else _unbatch(state0))
+            for args in ((x, state0), unbatched):
+                fast = frozen(*args)
+                took = frozen._fast(*args) is not None
+                assert took or args[0].ndim == 3 and frozen.batch_first
+                slow = frozen(*_through_checks(args))   # float64 copies: converted
+                for a, b in zip(_flat(fast), _flat(slow)):
+                    np.testing.assert_array_equal(a, b)
+                assert all(a.flags.writeable for a in _flat(fast))
+    for near_miss in [(np.zeros((1, 1, 4), F32), (np.zeros((rows, 1, H_out), F32),) * 3),
+                      (np.zeros((1, 1, 4), F32), np.zeros((rows, 2, H_out), F32)),
+                      (np.zeros((1, 1, 4), F32), (np.zeros((rows, 1, H_out), F32),)),
+                      (np.zeros((1, 1, 5), F32), None),
+                      (np.zeros((1, 0, 4) if frozen.batch_first else (0, 1, 4), F32), None),
+                      (np.zeros((1, 1, 1, 4), F32), None), (np.zeros(4, F32), None)]:
+        assert frozen._fast(*near_miss) is None
+        assert _message(lambda: frozen(*near_miss)) == _message(lambda: module(*near_miss))
+
+
+def _unbatch(state0):
+    if isinstance(state0, (tuple, list)):
+        return type(state0)(_unbatch(s) for s in state0)
+    return None if state0 is None else np.ascontiguousarray(state0[:, 0])
+
+
+def _through_checks(args):
+    """The same values as float64 arrays, which only _prepare's path takes."""
+    def f64(a):
+        if isinstance(a, (tuple, list)):
+            return type(a)(f64(v) for v in a)
+        return None if a is None else a.astype(np.float64)
+    return tuple(f64(a) for a in args)
+
+
+def _flat(result):
+    y, state = result
+    return [y] + ([s for s in state if s is not None] if isinstance(state, tuple) else [state])

@@ -4,7 +4,8 @@
 value checked); :func:`make_module` turns a spec and its weights into a
 fastrnn module through the public API; :class:`Layer` runs a node as ONNX
 defines it: ``layout`` 0 or 1, the ``reverse`` direction, ``sequence_lens``,
-initial states, outputs shaped ``(T, D, N, H)`` and ``(D, N, H)``.
+initial states, ``Y_h`` / ``Y_c`` shaped ``(D, N, H)`` and ``Y`` as a view of
+the kernel's output (``fastrnn.onnx._views``).
 
 Where the operator spec is silent, ONNX Runtime's behaviour is followed:
 a sequence of length 0 gets zeros in ``Y_h`` and ``Y_c`` (not its initial
@@ -19,6 +20,7 @@ import numpy as np
 import fastrnn
 from fastrnn import reference
 from fastrnn._cell import DEFAULT_ACTIVATIONS, GATES, Cell, activation_params, default_activations
+from fastrnn._checks import BLAS_INT_MAX, INDEX_MAX, check_call_sizes
 from fastrnn.onnx import _layout
 
 _DIRECTIONS = ("forward", "reverse", "bidirectional")
@@ -219,57 +221,78 @@ class Layer:
     spec : Spec
     W, R, B, P : ndarray
         ONNX's layout (B and P may be None), checked here.
+
+    Notes
+    -----
+    The node runs on the frozen stack of its module (``FrozenStack.forward``)
+    with the arguments the session checked: the module's own checks are not
+    repeated, but for the sizes the kernels can index (``check_call_sizes``),
+    tested against bounds computed here.
     """
 
     def __init__(self, spec, W, R, B=None, P=None):
         self.spec = spec
         self.input_size, self.hidden_size, self.dtype = check_weights(spec, W, R, B, P)
         self.reverse = spec.direction == "reverse"
+        self.lstm = spec.mode == "lstm"
         if spec.clip is not None and spec.mode != "lstm":
-            self.module = None          # no module takes clip: the reference runs it
+            self.stack = None           # no module takes clip: the reference runs it
             self.cells = spec.cells()
             self.params = _layout.torch_weights(spec.mode, 0, W, R, B)
         else:
             # frozen: the weights packed once, for every run of the node
-            self.module = fastrnn.freeze(make_module(spec, [(W, R, B, P)], reverse=self.reverse))
+            module = make_module(spec, [(W, R, B, P)], reverse=self.reverse)
+            self.stack = fastrnn.freeze(module)._stack
+            G, I, H, D = spec.gates, self.input_size, self.hidden_size, spec.n_dirs
+            # check_call_sizes passes below these: N, N with lengths, T*N
+            self.max_batch = self.max_batch_lengths = BLAS_INT_MAX
+            if D == 2:                  # the reverse input GEMM's leading dimensions
+                self.max_batch_lengths = min(BLAS_INT_MAX // I, BLAS_INT_MAX // (G * H))
+            self.max_steps = INDEX_MAX // (G * H * (H + I))
 
-    def __call__(self, X, lengths=None, h0=None, c0=None):
-        """Run the node on checked arrays; return ``(Y, Y_h, Y_c)`` in ONNX's shapes.
+    def run(self, X, lengths, h0, c0, n_threads):
+        """Run the node on checked arrays: ``(y, Y_h, Y_c)``.
 
-        ``X``, ``h0``, ``c0`` are in the node's layout; ``lengths`` an
-        int64 array (N,) or None.  ``Y_c`` is None but for the LSTM.
+        ``X``, ``h0``, ``c0`` are in the node's layout (``h0``, ``c0`` None
+        for zeros); ``lengths`` an int64 array (N,) or None.  ``y`` is the
+        kernel's output, (T, N, D*H) time-major (``_views.recurrent_output``
+        says how ONNX's ``Y`` views it); ``Y_h`` and ``Y_c`` are ONNX's,
+        ``Y_c`` None but for the LSTM.  All three are new arrays.
         """
-        spec, D, H = self.spec, self.spec.n_dirs, self.hidden_size
-        lstm = spec.mode == "lstm"
+        spec, lstm = self.spec, self.lstm
         if spec.layout == 1:
             X = X.transpose(1, 0, 2)
             h0 = None if h0 is None else h0.transpose(1, 0, 2)
             c0 = None if c0 is None else c0.transpose(1, 0, 2)
-        T, N = X.shape[:2]
+        T, N = X.shape[0], X.shape[1]
         if T == 0:                      # as ONNX Runtime: every sequence has length 0
+            D, H = spec.n_dirs, self.hidden_size
             y = np.zeros((0, N, D * H), self.dtype)
             h_n = np.zeros((D, N, H), self.dtype)
             c_n = h_n.copy() if lstm else None
+        elif self.reverse or self.stack is None:
+            y, h_n, c_n = self._forward(X, lengths, h0, c0, n_threads)
         else:
-            y, h_n, c_n = self._forward(X, lengths, h0, c0)
+            y, h_n, c_n = self._stack_forward(X, lengths, h0, c0, n_threads)
         if lengths is not None and N and T:
             empty = lengths == 0        # ONNX Runtime zeroes their final state
             if empty.any():
                 h_n[:, empty] = 0
                 if lstm:
                     c_n[:, empty] = 0
-        return self._outputs(y, h_n, c_n, T, N)
+        if spec.layout == 1:
+            h_n = np.ascontiguousarray(h_n.transpose(1, 0, 2))
+            c_n = None if c_n is None else np.ascontiguousarray(c_n.transpose(1, 0, 2))
+        return y, h_n, c_n
 
-    def _forward(self, X, lengths, h0, c0):
-        """y (T, N, D*H), h_n, c_n through the module (or the reference)."""
-        lstm = self.spec.mode == "lstm"
+    def _forward(self, X, lengths, h0, c0, n_threads):
+        """y (T, N, D*H), h_n, c_n through the frozen stack (or the reference)."""
         order = None
         if self.reverse:                # each sequence backwards from its own end
             order = _reverse_order(X.shape[0], X.shape[1], lengths)
             X = X[::-1] if order is None else X[order, np.arange(X.shape[1])]
-        if self.module is not None:
-            y, state_n = self.module(X, (h0, c0) if lstm else h0, lengths=lengths)
-            h_n, c_n = state_n if lstm else (state_n, None)
+        if self.stack is not None:
+            y, h_n, c_n = self._stack_forward(X, lengths, h0, c0, n_threads)
         else:                           # RNN or GRU: one state
             y, (h_n,), _ = reference.forward(
                 self.cells, X, None if h0 is None else (h0,), self.params,
@@ -279,21 +302,20 @@ class Layer:
             y = y[::-1] if order is None else y[order, np.arange(X.shape[1])]
         return y, h_n, c_n
 
-    def _outputs(self, y, h_n, c_n, T, N):
-        spec, D, H = self.spec, self.spec.n_dirs, self.hidden_size
-        Y = Y_h = Y_c = None
-        if "Y" in spec.outputs:
-            Y = y.reshape(T, N, D, H)
-            Y = Y.transpose(1, 0, 2, 3) if spec.layout == 1 else Y.transpose(0, 2, 1, 3)
-            Y = np.ascontiguousarray(Y)
-        if spec.layout == 1:
-            h_n = np.ascontiguousarray(h_n.transpose(1, 0, 2))
-            c_n = None if c_n is None else np.ascontiguousarray(c_n.transpose(1, 0, 2))
-        if "Y_h" in spec.outputs:
-            Y_h = h_n
-        if "Y_c" in spec.outputs:
-            Y_c = c_n
-        return Y, Y_h, Y_c
+    def _stack_forward(self, X, lengths, h0, c0, n_threads):
+        """The frozen module's call, less the checks the session made."""
+        T, N = X.shape[0], X.shape[1]
+        if (N > (self.max_batch if lengths is None else self.max_batch_lengths)
+                or T * N > self.max_steps):
+            spec = self.spec           # raises, as the module would
+            check_call_sizes(spec.mode, T, N, self.input_size, self.hidden_size,
+                             n_dirs=spec.n_dirs, lengths=lengths is not None)
+        shape = (self.spec.n_dirs, N, self.hidden_size)
+        x = X if X.flags.c_contiguous else np.ascontiguousarray(X)
+        h0 = np.zeros(shape, self.dtype) if h0 is None else np.ascontiguousarray(h0)
+        if self.lstm:
+            c0 = np.zeros(shape, self.dtype) if c0 is None else np.ascontiguousarray(c0)
+        return self.stack.forward(x, h0, c0, lengths, n_threads)
 
 
 def _reverse_order(T, N, lengths):

@@ -1,21 +1,28 @@
 """``InferenceSession`` and ``run``: ONNX graphs of recurrent nodes on fastrnn.
 
 A session reads and checks the model once, folds its constants, and builds
-one fastrnn module per recurrent node whose weights are constants; a call
-checks the feeds against the graph's inputs and runs the nodes that depend
-on them.  The interface is onnxruntime's, so that code written for it
-switches by changing an import.
+one frozen fastrnn stack per recurrent node whose weights are constants.  It
+also decides, once, what a call runs: the plumbing that only changes how a
+recurrent node's output is seen (the ``Squeeze`` / ``Transpose`` /
+``Reshape`` that ``export`` writes) is folded into a view of the kernel's
+output (``fastrnn.onnx._views``), and for each list of output names a plan
+keeps the steps those outputs need and knows which results are new arrays
+the caller may own and which must be copied.  A call then checks the feeds
+against the graph's inputs, runs the plan's steps (a recurrent node calls
+its stack with the arrays it checked) and hands the outputs back.  The
+interface is onnxruntime's, so that code written for it switches by
+changing an import.
 """
 
 from collections.abc import Mapping
-from contextlib import nullcontext
 
 import numpy as np
 
-import fastrnn
+from fastrnn.onnx import _views
 from fastrnn.onnx.graph import RECURRENT, Graph, read_model
 from fastrnn.onnx.ops import evaluate
 from fastrnn.onnx.recurrent import Layer, Spec
+from fastrnn.threads import get_num_threads
 
 __all__ = ["InferenceSession", "run"]
 
@@ -62,17 +69,18 @@ class InferenceSession:
         threads = getattr(sess_options, "intra_op_num_threads", 0) or 0
         self._threads = int(threads) if isinstance(threads, int) and threads > 0 else None
         self._inputs = graph.inputs
-        # name -> (dtype, type name, shape, rank, ((axis, size) of static dims))
-        self._feed_specs = {}
-        for v in graph.inputs:
-            self._feed_specs[v.name] = _feed_spec(v.dtype, v.type, v.shape)
-        for name, value in graph.defaults.items():
-            self._feed_specs[name] = _feed_spec(value.dtype, str(value.dtype), value.shape)
-        self._base = dict(graph.constants)
-        self._base.update(graph.defaults)
-        self._steps = [_RecurrentStep(node, graph) if node.op in RECURRENT
-                       else _PlumbingStep(node, graph.opset) for node in graph.runtime]
+        # what a feed may be: name -> Value (or an initializer's array), and the
+        # checks made of it: name -> (dtype, rank, ((axis, size) of static dims), required)
+        self._feed_values = {v.name: v for v in graph.inputs}
+        self._feed_values.update(graph.defaults)
+        self._feed_specs = {v.name: _feed_spec(v.dtype, v.shape, True) for v in graph.inputs}
+        self._feed_specs.update((name, _feed_spec(value.dtype, value.shape, False))
+                                for name, value in graph.defaults.items())
+        self._defaults = list(graph.defaults.items())
         self._output_names = [v.name for v in graph.outputs]
+        self._steps, self._origins = _compile(graph)
+        self._plans = {}
+        self._all = self._plan(tuple(self._output_names))
 
     def get_inputs(self):
         """The inputs to feed: a list of NodeArg (``name``, ``shape``, ``type``)."""
@@ -103,7 +111,9 @@ class InferenceSession:
         Returns
         -------
         list of ndarray
-            New arrays, in the order of ``output_names``.
+            New C-contiguous arrays the caller owns (none shares memory with
+            a feed, the model or another output), in the order of
+            ``output_names``.
 
         Raises
         ------
@@ -112,14 +122,30 @@ class InferenceSession:
         ValueError
             Missing or unknown feeds, shapes the graph cannot take.
         """
-        names = self._output_names if output_names is None else self._check_names(output_names)
-        env = dict(self._base)
-        env.update(self._check_feeds(input_feed))
-        fresh = set()
-        with nullcontext() if self._threads is None else fastrnn.threads(self._threads):
-            for step in self._steps:
-                step(env, fresh)
-        return _hand_back([env[name] for name in names], fresh)
+        plan = self._all if output_names is None else self._plan_for(output_names)
+        env = self._check_feeds(input_feed)
+        n_threads = self._threads or get_num_threads()
+        for step in plan.steps:
+            step(env, n_threads)
+        return plan.hand_back(env)
+
+    def _plan_for(self, output_names):
+        if type(output_names) in (list, tuple):
+            try:
+                plan = self._plans.get(tuple(output_names))
+            except TypeError:           # unhashable names: reported below
+                plan = None
+            if plan is not None:
+                return plan
+        return self._plan(tuple(self._check_names(output_names)))
+
+    def _plan(self, names):
+        plan = self._plans.get(names)
+        if plan is None:
+            plan = _Plan(names, self._steps, self._origins, self._graph.constants)
+            if len(self._plans) < 64:
+                self._plans[names] = plan
+        return plan
 
     def _check_names(self, output_names):
         if isinstance(output_names, str) or not isinstance(output_names, (list, tuple)):
@@ -132,38 +158,56 @@ class InferenceSession:
         return list(output_names)
 
     def _check_feeds(self, feeds):
-        if not isinstance(feeds, Mapping):
+        """The feeds checked against the graph's inputs, the defaults added: a new dict."""
+        if type(feeds) is not dict and not isinstance(feeds, Mapping):
             raise TypeError(f"input_feed: expected a dict of input names to arrays, got "
                             f"{type(feeds).__name__}")
-        checked = {}
+        env = {}
         specs = self._feed_specs
+        required = 0
         for name, value in feeds.items():
             spec = specs.get(name)
             if spec is None:
                 break                           # reported below
-            dtype, type_name, shape, rank, static = spec
+            dtype, rank, static, needed = spec
             arr = value if isinstance(value, np.ndarray) else _as_array(name, value)
             if dtype is not None and arr.dtype != dtype:
-                raise TypeError(f"input {name!r}: expected {type_name}, got an array of dtype "
-                                f"{arr.dtype}")
-            if rank is not None and (arr.ndim != rank or any(arr.shape[i] != d
-                                                             for i, d in static)):
-                raise ValueError(f"input {name!r}: expected shape {list(shape)}, got "
-                                 f"{list(arr.shape)}")
-            checked[name] = arr
-        if len(checked) != len(feeds) or any(v.name not in checked for v in self._inputs):
+                self._wrong_feed(name, arr)
+            if rank is not None:
+                dims = arr.shape
+                if len(dims) != rank:
+                    self._wrong_feed(name, arr)
+                for i, d in static:
+                    if dims[i] != d:
+                        self._wrong_feed(name, arr)
+            env[name] = arr
+            required += needed
+        if len(env) != len(feeds) or required != len(self._inputs):
             unknown = [k for k in feeds if k not in specs]
             missing = [v.name for v in self._inputs if v.name not in feeds]
             raise ValueError(f"input_feed: expected the inputs {[v.name for v in self._inputs]}"
                              f"; missing {missing}, unknown {unknown}")
-        return checked
+        for name, value in self._defaults:
+            if name not in env:
+                env[name] = value
+        return env
+
+    def _wrong_feed(self, name, arr):
+        """Raise the error for a feed of the wrong dtype or shape."""
+        value = self._feed_values[name]         # a Value, or an initializer's array
+        if value.dtype is not None and arr.dtype != value.dtype:
+            type_name = value.type if hasattr(value, "type") else str(value.dtype)
+            raise TypeError(f"input {name!r}: expected {type_name}, got an array of dtype "
+                            f"{arr.dtype}")
+        raise ValueError(f"input {name!r}: expected shape {list(value.shape)}, got "
+                         f"{list(arr.shape)}")
 
 
-def _feed_spec(dtype, type_name, shape):
+def _feed_spec(dtype, shape, required):
     if shape is None:
-        return dtype, type_name, None, None, ()
+        return dtype, None, (), required
     static = tuple((i, d) for i, d in enumerate(shape) if isinstance(d, int))
-    return dtype, type_name, shape, len(shape), static
+    return dtype, len(shape), static, required
 
 
 def _as_array(name, value):
@@ -178,41 +222,140 @@ def _as_array(name, value):
     return arr
 
 
-def _root(arr):
-    while isinstance(arr.base, np.ndarray):
-        arr = arr.base
-    return arr
+# ---------------------------------------------------------------------------
+# Building the steps, once
+
+# Plumbing whose outputs are always new arrays; the rest may view their first input.
+_ALLOCATING = ("Concat", "Cast", "Equal", "Where")
 
 
-def _hand_back(values, fresh):
-    """C-contiguous arrays the caller owns: a copy of anything else's memory."""
-    out, claimed = [], set()
-    for v in values:
-        root = id(_root(v))
-        if root in fresh and root not in claimed:
-            claimed.add(root)
-            out.append(np.ascontiguousarray(v))
-        else:
-            out.append(np.array(v, order="C", copy=True))
-    return out
+def _compile(graph):
+    """The steps of the graph's runtime nodes, and where each value's memory comes from.
+
+    Returns
+    -------
+    steps : list
+        In order; each has ``reads`` and ``writes`` (env keys) and is called
+        as ``step(env, n_threads)``.
+    origins : dict
+        Value name -> ``("buffer", key)`` for (a view of) an array a call
+        makes, which it may hand back without a copy, once; ``("fed",)`` for
+        memory the caller or the model owns, always copied.
+    """
+    constants = graph.constants
+    steps, origins, views, shown = [], {}, {}, set()
+
+    def show(name):                     # a view becomes a value: a step computes it
+        if name in views and name not in shown:
+            shown.add(name)
+            steps.append(_ViewStep(name, *views[name]))
+
+    for node in graph.runtime:
+        if node.op in RECURRENT:
+            for name in node.inputs:
+                show(name)
+            step = _RecurrentStep(node, graph, constants, len(steps))
+            steps.append(step)
+            spec = step.spec
+            Y = spec.outputs.get("Y")
+            if Y:
+                origins[Y] = ("buffer", step.raw)
+                if step.y is None:
+                    views[Y] = (step.raw, _views.recurrent_output(spec.n_dirs, step.hidden_size,
+                                                                  spec.layout))
+            for key in ("Y_h", "Y_c"):
+                if key in spec.outputs:
+                    origins[spec.outputs[key]] = ("buffer", spec.outputs[key])
+            continue
+        data = node.inputs[0] if node.inputs else ""
+        if data in views and all(not n or n in constants for n in node.inputs[1:]):
+            view = _views.fold(views[data][1], node,
+                               [constants.get(n) for n in node.inputs], graph.opset)
+            if view is not None:
+                views[node.outputs[0]] = (views[data][0], view)
+                origins[node.outputs[0]] = origins[data]
+                continue
+        for name in node.inputs:
+            show(name)
+        steps.append(_PlumbingStep(node, graph.opset, constants))
+        for name in node.outputs:
+            if name:
+                origins[name] = (("buffer", name) if node.op in _ALLOCATING
+                                 else origins.get(data, ("fed",)))
+    for v in graph.outputs:
+        show(v.name)
+    return steps, origins
+
+
+class _Plan:
+    """What a call with these output names runs, and how it hands them back."""
+
+    def __init__(self, names, steps, origins, constants):
+        needed = set(names)
+        kept = []
+        for step in reversed(steps):
+            if needed.intersection(step.writes):
+                kept.append(step)
+                needed.update(step.reads)
+        self.steps = kept[::-1]
+        self.outputs = []                # (env name or None, constant, hand back as is)
+        claimed = set()
+        for name in names:
+            origin = origins.get(name, ("fed",))
+            own = origin[0] == "buffer" and origin not in claimed
+            claimed.add(origin)
+            if name in constants and name not in origins:
+                self.outputs.append((None, constants[name], False))
+            else:
+                self.outputs.append((name, None, own))
+
+    def hand_back(self, env):
+        """C-contiguous arrays the caller owns: a copy of anything else's memory."""
+        out = []
+        for name, constant, own in self.outputs:
+            value = constant if name is None else env[name]
+            out.append(np.ascontiguousarray(value) if own
+                       else np.array(value, order="C", copy=True))
+        return out
 
 
 class _PlumbingStep:
-    def __init__(self, node, opset):
+    def __init__(self, node, opset, constants):
         self.node, self.opset = node, opset
+        self.args = [None if not n else constants.get(n) for n in node.inputs]
+        self.fed = [(k, n) for k, n in enumerate(node.inputs) if n and n not in constants]
+        self.reads = [n for _, n in self.fed]
+        self.writes = [n for n in node.outputs if n]
 
-    def __call__(self, env, fresh):
+    def __call__(self, env, n_threads):
         node = self.node
-        values = evaluate(node, [env[n] if n else None for n in node.inputs], self.opset)
-        for name, value in zip(node.outputs, values):
+        args = list(self.args)
+        for k, name in self.fed:
+            args[k] = env[name]
+        for name, value in zip(node.outputs, evaluate(node, args, self.opset)):
             if name:
                 env[name] = value
 
 
-class _RecurrentStep:
-    """A recurrent node: its Layer built once when its weights are constants."""
+class _ViewStep:
+    """A recurrent node's output seen as a plumbing node's result (``_views.View``)."""
 
-    def __init__(self, node, graph):
+    def __init__(self, name, raw, view):
+        self.name, self.raw, self.view = name, raw, view
+        self.reads, self.writes = [raw], [name]
+
+    def __call__(self, env, n_threads):
+        env[self.name] = self.view.apply(env[self.raw])
+
+
+class _RecurrentStep:
+    """A recurrent node: its Layer built once when its weights are constants.
+
+    It writes the kernel's output ``y`` (T, N, D*H) under ``raw`` (``Y`` is
+    a view of it) and ``Y_h`` / ``Y_c`` under their names.
+    """
+
+    def __init__(self, node, graph, constants, index):
         self.spec = spec = Spec(node)
         self.weight_names = [spec.inputs.get(k) for k in ("W", "R", "B", "P")]
         known = dict(graph.defaults)
@@ -223,53 +366,63 @@ class _RecurrentStep:
             self.layer = Layer(spec, *weights)
             if any(n in graph.defaults for n in self.weight_names):
                 self.defaults = weights      # fed replacements rebuild the layer
+        self.fixed = {n: constants[n] for n in self.weight_names if n in constants}
+        R = known.get(spec.inputs["R"])
+        self.hidden_size = (spec.hidden_size if spec.hidden_size is not None or R is None
+                            or R.ndim != 3 else R.shape[2])
+        self.raw = ("y", index)
+        names = ("X", "sequence_lens", "initial_h", "initial_c")
+        self.x, self.lens, self.h0, self.c0 = (spec.inputs.get(k) for k in names)
+        self.y_h, self.y_c = spec.outputs.get("Y_h"), spec.outputs.get("Y_c")
+        # Y as a value, when the hidden size is known only from fed weights
+        self.y = spec.outputs.get("Y") if self.hidden_size is None else None
+        self.reads = [n for n in spec.inputs.values() if n not in constants]
+        self.writes = [self.raw] + [n for n in (self.y, self.y_h, self.y_c) if n]
 
-    def __call__(self, env, fresh):
+    def __call__(self, env, n_threads):
         spec = self.spec
-        label = spec.node.label
         layer = self.layer
         if layer is None or self.defaults is not None:
-            weights = [None if n is None else env[n] for n in self.weight_names]
+            fixed = self.fixed
+            weights = [None if n is None else env[n] if n in env else fixed[n]
+                       for n in self.weight_names]
             if layer is None or any(w is not d for w, d in zip(weights, self.defaults)):
                 layer = Layer(spec, *weights)
-        X = env[spec.inputs["X"]]
+        X = env[self.x]
         if X.dtype != layer.dtype:
-            raise TypeError(f"{label}: X must have the dtype of W ({layer.dtype}), got "
-                            f"{X.dtype}")
+            raise TypeError(f"{spec.node.label}: X must have the dtype of W ({layer.dtype}), "
+                            f"got {X.dtype}")
         if X.ndim != 3 or X.shape[2] != layer.input_size:
             want = "(batch_size, seq_length" if spec.layout else "(seq_length, batch_size"
-            raise ValueError(f"{label}: X must have shape {want}, {layer.input_size}), got "
-                             f"{X.shape}")
-        T, N = (X.shape[1], X.shape[0]) if spec.layout else X.shape[:2]
-        lengths = self._lengths(env, T, N)
-        states = []
-        for what in ("initial_h", "initial_c"):
-            name = spec.inputs.get(what)
-            if name is None:
-                states.append(None)
-                continue
-            s = env[name]
-            D, H = spec.n_dirs, layer.hidden_size
-            want = (N, D, H) if spec.layout else (D, N, H)
-            if s.shape != want:
-                raise ValueError(f"{label}: {what} must have shape {want}, got {s.shape}")
-            if s.dtype != layer.dtype:
-                raise TypeError(f"{label}: {what} must have the dtype of X ({layer.dtype}), "
-                                f"got {s.dtype}")
-            states.append(s)
-        results = layer(X, lengths, *states)
-        for key, value in zip(("Y", "Y_h", "Y_c"), results):
-            name = spec.outputs.get(key)
-            if name:
-                env[name] = value
-                fresh.add(id(_root(value)))
+            raise ValueError(f"{spec.node.label}: X must have shape {want}, "
+                             f"{layer.input_size}), got {X.shape}")
+        T, N = (X.shape[1], X.shape[0]) if spec.layout else (X.shape[0], X.shape[1])
+        lengths = None if self.lens is None else self._lengths(env[self.lens], T, N)
+        want = (N, spec.n_dirs, layer.hidden_size) if spec.layout else (
+            spec.n_dirs, N, layer.hidden_size)
+        h0 = None if self.h0 is None else self._state(env[self.h0], "initial_h", want, layer)
+        c0 = None if self.c0 is None else self._state(env[self.c0], "initial_c", want, layer)
+        y, h_n, c_n = layer.run(X, lengths, h0, c0, n_threads)
+        env[self.raw] = y
+        if self.y:
+            env[self.y] = _views.recurrent_output(spec.n_dirs, layer.hidden_size,
+                                                  spec.layout).apply(y)
+        if self.y_h:
+            env[self.y_h] = h_n
+        if self.y_c:
+            env[self.y_c] = c_n
 
-    def _lengths(self, env, T, N):
-        name = self.spec.inputs.get("sequence_lens")
-        if name is None:
-            return None
+    def _state(self, s, what, want, layer):
+        if s.shape != want:
+            raise ValueError(f"{self.spec.node.label}: {what} must have shape {want}, got "
+                             f"{s.shape}")
+        if s.dtype != layer.dtype:
+            raise TypeError(f"{self.spec.node.label}: {what} must have the dtype of X "
+                            f"({layer.dtype}), got {s.dtype}")
+        return s
+
+    def _lengths(self, lengths, T, N):
         label = self.spec.node.label
-        lengths = env[name]
         if lengths.dtype.kind not in "iu":
             raise TypeError(f"{label}: sequence_lens must be int32, got {lengths.dtype}")
         if lengths.shape != (N,):
