@@ -230,7 +230,10 @@ class _RNNBase(Parameters):
             x_tm = x.reshape(T, 1, I)
         else:
             return None
-        max_batch, max_steps, sizes = self._call_bounds
+        bounds = self.__dict__.get("_call_bounds")    # absent from older pickles
+        if bounds is None:
+            return None
+        max_batch, max_steps, sizes = bounds
         if I != self._input_size or T < 1 or N > max_batch or T * N > max_steps:
             return None
         if self._mode == "lstm":
