@@ -332,6 +332,23 @@ def check_call_sizes(mode, T, N, input_size, hidden_size, proj_size=0, num_layer
              INDEX_MAX, "the kernels' 64-bit indices")
 
 
+def call_size_bounds(mode, input_size, hidden_size, proj_size=0, num_layers=1, n_dirs=1):
+    """The bounds under which ``check_call_sizes`` passes an inference call.
+
+    Returns ``(max_batch, max_batch_lengths, max_steps)``: a call passes iff
+    ``N <= max_batch`` (``max_batch_lengths`` with lengths) and
+    ``T*N <= max_steps``.  For the fast paths that check a call against
+    bounds computed once; past them the call goes to ``check_call_sizes``,
+    which says what is wrong.
+    """
+    G, H_out = GATES[mode], proj_size or hidden_size
+    I = max(input_size, n_dirs * H_out if num_layers > 1 else 0)
+    max_batch_lengths = BLAS_INT_MAX
+    if n_dirs == 2:     # the reverse direction's input GEMM: N*I and N*G*H as leading dims
+        max_batch_lengths = min(BLAS_INT_MAX // I, BLAS_INT_MAX // (G * hidden_size))
+    return BLAS_INT_MAX, max_batch_lengths, INDEX_MAX // (G * hidden_size * (H_out + I))
+
+
 def cell_batch_limit(mode, input_size, hidden_size):
     """The largest N that ``check_call_sizes`` takes for one step of a cell."""
     work = GATES[mode] * hidden_size * (hidden_size + input_size)

@@ -12,7 +12,7 @@ import numpy as np
 
 from fastrnn import functional
 from fastrnn._cell import GATES, suffix
-from fastrnn._checks import (BLAS_INT_MAX, INDEX_MAX, check_call_sizes, check_cell_clip,
+from fastrnn._checks import (call_size_bounds, check_call_sizes, check_cell_clip,
                              check_dropout, check_dtype, check_flag, check_int,
                              check_layer_sizes, check_lengths,
                              contiguous, describe, direction_cells, float_array,
@@ -132,10 +132,11 @@ class _RNNBase(Parameters):
                 if peepholes:
                     shapes["weight_peephole" + sfx] = (3 * H,)
         self.__dict__["_shapes"] = shapes
-        # What _fast reads: a call without lengths passes check_call_sizes iff
-        # N <= BLAS_INT_MAX and T * N <= the steps the kernels' 64-bit indices allow.
-        widest = max(input_size, D * H_out if num_layers > 1 else 0)
-        self.__dict__["_call_bounds"] = (BLAS_INT_MAX, INDEX_MAX // (G * H * (H_out + widest)),
+        # What _fast reads: the sizes check_call_sizes passes without lengths,
+        # and the widths of the states.
+        max_batch, _, max_steps = call_size_bounds(mode, input_size, hidden_size, proj_size,
+                                                   num_layers, D)
+        self.__dict__["_call_bounds"] = (max_batch, max_steps,
                                          (H_out, H) if mode == "lstm" else (H_out,))
         self._init_parameters(seed, hidden_size)
 

@@ -493,3 +493,20 @@ def torch_fuzzer(run, given, st, torch):
 
 if __name__ == "__main__":
     fuzz_main(int(sys.argv[1]) if len(sys.argv) > 1 else FUZZ_EXAMPLES)
+
+
+@pytest.mark.parametrize("mode,I,H,P,L,D", [("lstm", 7, 5, 0, 1, 1), ("lstm", 3, 9, 4, 3, 2),
+                                            ("gru", 11, 6, 0, 2, 2), ("rnn", 5, 2, 0, 1, 2)])
+def test_call_size_bounds_are_where_check_call_sizes_stops(mode, I, H, P, L, D):
+    """The fast paths' bounds (computed once) pass exactly what the checks pass."""
+    from fastrnn._checks import call_size_bounds, check_call_sizes
+    max_batch, max_batch_lengths, max_steps = call_size_bounds(mode, I, H, P, L, D)
+    check = lambda T, N, lengths: check_call_sizes(mode, T, N, I, H, P, L, D, lengths=lengths)
+    for lengths, limit in ((False, max_batch), (True, max_batch_lengths)):
+        check(1, limit, lengths)
+        with pytest.raises(ValueError):
+            check(1, limit + 1, lengths)
+    T = max_steps // 2
+    check(T, 2, False)
+    with pytest.raises(ValueError):
+        check(T + 1, 2, False)

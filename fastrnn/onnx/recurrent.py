@@ -20,7 +20,7 @@ import numpy as np
 import fastrnn
 from fastrnn import reference
 from fastrnn._cell import DEFAULT_ACTIVATIONS, GATES, Cell, activation_params, default_activations
-from fastrnn._checks import BLAS_INT_MAX, INDEX_MAX, check_call_sizes
+from fastrnn._checks import call_size_bounds, check_call_sizes
 from fastrnn.onnx import _layout
 
 _DIRECTIONS = ("forward", "reverse", "bidirectional")
@@ -243,12 +243,9 @@ class Layer:
             # frozen: the weights packed once, for every run of the node
             module = make_module(spec, [(W, R, B, P)], reverse=self.reverse)
             self.stack = fastrnn.freeze(module)._stack
-            G, I, H, D = spec.gates, self.input_size, self.hidden_size, spec.n_dirs
             # check_call_sizes passes below these: N, N with lengths, T*N
-            self.max_batch = self.max_batch_lengths = BLAS_INT_MAX
-            if D == 2:                  # the reverse input GEMM's leading dimensions
-                self.max_batch_lengths = min(BLAS_INT_MAX // I, BLAS_INT_MAX // (G * H))
-            self.max_steps = INDEX_MAX // (G * H * (H + I))
+            self.max_batch, self.max_batch_lengths, self.max_steps = call_size_bounds(
+                spec.mode, self.input_size, self.hidden_size, n_dirs=spec.n_dirs)
 
     def run(self, X, lengths, h0, c0, n_threads):
         """Run the node on checked arrays: ``(y, Y_h, Y_c)``.
