@@ -139,10 +139,7 @@ FR_CLONES static void lstm_step_backward(const ctx *c, const work *w, int64_t s,
     for (int64_t n = w->n0; n < w->n1; n++) {
         int64_t len = len_of(c, n);
         if (s >= len) {
-            for (int64_t k = 0; k < 4; k++) {
-                memset(dgx_row(c, n, s) + k * H + j0, 0, bytes);
-                memset(dhg + n * GH + k * H + j0, 0, bytes);
-            }
+            zero_gate_grads(c, w, n, s);
             if (!P)
                 memcpy(dhnext + n * H + j0, dhcur + n * H + j0, bytes);
             continue;

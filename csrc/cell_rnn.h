@@ -33,8 +33,7 @@ FR_CLONES static void rnn_step_backward(const ctx *c, const work *w, int64_t s, 
         int64_t len = len_of(c, n);
         const REAL *dh = dhcur + n * H + j0;
         if (s >= len) { /* state kept: the gradient passes through */
-            memset(dgx_row(c, n, s) + j0, 0, (size_t)nu * sizeof(REAL));
-            memset(dhg + n * H + j0, 0, (size_t)nu * sizeof(REAL));
+            zero_gate_grads(c, w, n, s);
             memcpy(dhnext + n * H + j0, dh, (size_t)nu * sizeof(REAL));
             continue;
         }

@@ -110,6 +110,18 @@ static inline REAL *dgx_row(const ctx *c, int64_t n, int64_t t)
     return W(c, c->lay.dgx) + (t * c->N + n) * c->GH;
 }
 
+/* Backward at step s past row n's length: the gradients of every gate at the
+ * thread's units are zero (in dgx and in dhg, which the dh product reads). */
+static inline void zero_gate_grads(const ctx *c, const work *w, int64_t n, int64_t s)
+{
+    size_t bytes = (size_t)(w->j1 - w->j0) * sizeof(REAL);
+    REAL *dgx = dgx_row(c, n, s) + w->j0, *dhg = W(c, c->lay.dhg) + n * c->GH + w->j0;
+    for (int64_t k = 0; k < c->G; k++) {
+        memset(dgx + k * c->H, 0, bytes);
+        memset(dhg + k * c->H, 0, bytes);
+    }
+}
+
 /* After a forward step: output columns [o0, o1) of the thread's rows.  Active
  * rows write y (and the state the step started from, for training); rows past
  * their length keep their state and write zeros. */

@@ -162,6 +162,7 @@ class _FrozenLayers(_Frozen):
     _output = layers._RNNBase._output
     _state_out = layers._RNNBase._state_out
     _fast = layers._RNNBase._fast
+    _inference_args = layers._RNNBase._inference_args
 
     @classmethod
     def _freeze(cls, module, precision):
@@ -173,11 +174,7 @@ class _FrozenLayers(_Frozen):
         return cls._make(config, stack)
 
     def _call(self, x, state0, lengths):
-        fast = None if lengths is not None else self._fast(x, state0)
-        if fast is None:
-            x_tm, h0, c0, lengths, batched = self._prepare(x, state0, lengths, training=False)
-        else:
-            x_tm, h0, c0, batched = fast
+        x_tm, h0, c0, lengths, batched = self._inference_args(x, state0, lengths)
         y, h_n, c_n = self._stack.forward(x_tm, h0, c0, lengths, get_num_threads())
         return self._output(y, batched), self._state_out(h_n, c_n, batched)
 

@@ -273,12 +273,17 @@ class _RNNBase(Parameters):
 
     # -- the three calls (each class gives them its own docstring) -----------
 
-    def _call(self, x, state0, lengths):
+    def _inference_args(self, x, state0, lengths):
+        """An inference call's arguments as ``_prepare`` gives them: through the
+        fast path when it takes them, else through the checks."""
         fast = None if lengths is not None else self._fast(x, state0)
         if fast is None:
-            x_tm, h0, c0, lengths, batched = self._prepare(x, state0, lengths, training=False)
-        else:
-            x_tm, h0, c0, batched = fast
+            return self._prepare(x, state0, lengths, training=False)
+        x_tm, h0, c0, batched = fast
+        return x_tm, h0, c0, None, batched
+
+    def _call(self, x, state0, lengths):
+        x_tm, h0, c0, lengths, batched = self._inference_args(x, state0, lengths)
         y, h_n, c_n, _ = functional.stack_forward(self._cells_per_layer, self._params(), x_tm,
                                                   h0, c0, lengths=lengths)
         return self._output(y, batched), self._state_out(h_n, c_n, batched)
