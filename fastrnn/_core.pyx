@@ -157,9 +157,9 @@ cdef void *_data(object a) except? NULL:
 
 # Scratch of up to this many bytes is kept between calls, one buffer per Python
 # thread and dtype: a fresh buffer comes from mmap and goes back with munmap,
-# and its page faults (the kernel zeroing every page) cost a call up to 7 %
-# (LSTM 50x64x512 inference); 64 MB holds the packed weights of an LSTM of
-# H = 1024.  Larger scratch is taken and given back per call.
+# and its page faults (the kernel zeroing every page) weigh on every call;
+# 64 MB holds the packed weights of an LSTM of H = 1024.  Larger scratch is
+# taken and given back per call.
 KEEP_SCRATCH_BYTES = 64 << 20
 _kept = threading.local()
 
