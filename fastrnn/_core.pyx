@@ -158,9 +158,10 @@ cdef void *_data(object a) except? NULL:
 # Scratch of up to this many bytes is kept between calls, one buffer per Python
 # thread and dtype: a fresh buffer comes from mmap and goes back with munmap,
 # and its page faults (the kernel zeroing every page) weigh on every call;
-# 64 MB holds the packed weights of an LSTM of H = 1024.  Larger scratch is
-# taken and given back per call.
-KEEP_SCRATCH_BYTES = 64 << 20
+# 256 MB holds the packed weights of an LSTM of H = 2048 (136 MB), whose
+# faults would otherwise cost about as much as packing them.  Larger scratch
+# is taken and given back per call.
+KEEP_SCRATCH_BYTES = 256 << 20
 _kept = threading.local()
 
 

@@ -296,7 +296,8 @@ def test_kept_scratch_never_shows_through(variant, kernel_dtype):
                     np.testing.assert_array_equal(a, again[6][d][name], err_msg=name)
 
 
-def test_large_scratch_is_not_kept():
+def test_large_scratch_is_not_kept(monkeypatch):
+    monkeypatch.setattr(_core, "KEEP_SCRATCH_BYTES", 1 << 20)
     cell, weights, x, h0, c0, _ = make_layer("rnn", {}, {}, 3, 2, 4, 8, dtype=np.float32)
     functional.layer_forward([cell], x, h0, c0, weights)
     kept = _core._kept.buffers[np.dtype(np.float32)]
