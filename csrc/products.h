@@ -213,17 +213,12 @@ static inline fr_operand ih_operand(const ctx *c, const work *w, int64_t k0)
 /* The thread's panels of W_hh, K deep, from column col0 (`blocks` blocks, each
  * padded to whole panels: one per gate forward, one backward).  A hidden split
  * packs per thread, blocks * FR_PANEL columns of padding further per earlier
- * thread; a batch split shares one copy, packed by the team's first thread. */
+ * thread; a batch split shares one copy, packed by the team (packed_share). */
 static inline REAL *panels_hh_of(const ctx *c, const work *w, int64_t K, int64_t col0, int64_t blocks)
 {
     if (c->plan.split != FR_SPLIT_HIDDEN)
         return W(c, c->lay.panels_hh);
     return W(c, c->lay.panels_hh) + K * (col0 + blocks * FR_PANEL * w->rank);
-}
-
-static inline int packs(const ctx *c, const work *w)
-{
-    return c->plan.split == FR_SPLIT_HIDDEN || w->rank == 0;
 }
 
 /* Gate g of W_hh, the rows of the thread's units (H_out deep). */
@@ -252,6 +247,18 @@ static inline int64_t dh_product_depth(const ctx *c)
     return c->cell->mode == FR_GRU && !c->cell->linear_before_reset ? 2 * c->H : c->GH;
 }
 
+/* The panels [p0, p1) of a block of n columns that the thread packs: a
+ * hidden split packs its own copy whole; a batch split shares one copy, and
+ * each thread of the team packs a share of its panels (the barrier before
+ * the first product that reads them waits for all). */
+static inline void packed_share(const ctx *c, const work *w, int64_t n, int64_t *p0, int64_t *p1)
+{
+    int64_t panels = fr_panels(n);
+    int whole = c->plan.split == FR_SPLIT_HIDDEN;
+    *p0 = whole ? 0 : part(panels, w->rank, w->team_size);
+    *p1 = whole ? panels : part(panels, w->rank + 1, w->team_size);
+}
+
 /* Forward: pack W_hh's rows of the thread's units gate by gate, and W_ih's rows
  * of the thread's columns of the input product. */
 static void prepare_forward(const ctx *c, const work *w)
@@ -259,12 +266,13 @@ static void prepare_forward(const ctx *c, const work *w)
 #if FR_PACKED_PATH
     if (!c->panels)
         return;
-    int64_t nu = w->j1 - w->j0, K = c->Hout;
-    if (packs(c, w)) {
-        REAL *panels = panels_hh_of(c, w, K, c->G * w->j0, c->G);
-        for (int64_t g = 0; g < c->G; g++)
-            fr_pack_rows(panels + g * fr_packed_size(K, nu), c->L->weight_hh, K, g * c->H + w->j0,
-                         nu, K);
+    int64_t nu = w->j1 - w->j0, K = c->Hout, p0, p1;
+    REAL *panels = panels_hh_of(c, w, K, c->G * w->j0, c->G);
+    packed_share(c, w, nu, &p0, &p1);
+    for (int64_t g = 0; g < c->G && p1 > p0; g++) {
+        int64_t r1 = p1 * FR_PANEL < nu ? p1 * FR_PANEL : nu;
+        fr_pack_rows(panels + g * fr_packed_size(K, nu) + p0 * FR_PANEL * K, c->L->weight_hh, K,
+                     g * c->H + w->j0 + p0 * FR_PANEL, r1 - p0 * FR_PANEL, K);
     }
     int64_t k0, k1;
     input_columns(c, w, &k0, &k1);
@@ -279,10 +287,14 @@ static void prepare_forward(const ctx *c, const work *w)
 static void prepare_backward(const ctx *c, const work *w)
 {
 #if FR_PACKED_PATH
-    if (c->panels && packs(c, w)) {
-        int64_t K = dh_product_depth(c);
-        fr_pack_cols(panels_hh_of(c, w, K, w->o0, 1), c->L->weight_hh, c->Hout, w->o0,
-                     w->o1 - w->o0, K);
+    if (!c->panels)
+        return;
+    int64_t K = dh_product_depth(c), n = w->o1 - w->o0, p0, p1;
+    packed_share(c, w, n, &p0, &p1);
+    if (p1 > p0) {
+        int64_t c1 = p1 * FR_PANEL < n ? p1 * FR_PANEL : n;
+        fr_pack_cols(panels_hh_of(c, w, K, w->o0, 1) + p0 * FR_PANEL * K, c->L->weight_hh,
+                     c->Hout, w->o0 + p0 * FR_PANEL, c1 - p0 * FR_PANEL, K);
     }
 #else
     (void)c, (void)w;
