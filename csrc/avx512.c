@@ -221,9 +221,10 @@ fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const 
  * and the rows of A against it, stay in L2), each adding onto C. */
 #define FR_K_DEEP 1024
 #define FR_K_BLOCK 512
-/* A B of more floats than this (4 MB: past L2, likely past what L3 keeps of
- * it between steps) has its next pair of panels fetched ahead. */
-#define FR_FETCH_AHEAD_FLOATS (1 << 20)
+/* A B of this many floats or more (1 MB: a core's L2 on Zen 4, and more than
+ * it keeps of B beside the rows of A) has its next pair of panels fetched
+ * ahead. */
+#define FR_FETCH_AHEAD_FLOATS (1 << 18)
 
 /* K rows of B from row k0 (of `depth`), against A's columns from k0. */
 FR_TARGET static void
@@ -243,7 +244,7 @@ packed_block(int64_t m, int64_t n, int64_t K, int64_t depth, int64_t k0, const f
         int shift = 0;
         while ((2 << shift) < groups) /* 2^shift >= groups / 2: at most the 2K lines */
             shift++;
-        int ahead = K == depth && n * K > FR_FETCH_AHEAD_FLOATS;
+        int ahead = K == depth && n * K >= FR_FETCH_AHEAD_FLOATS;
         for (int64_t p = 0; p < panels; p += 2) {
             const char *next = ahead && p + 2 < panels
                                    ? (const char *)(Bp + (p + 2) * FR_PANEL * depth) : NULL;
