@@ -67,6 +67,11 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
     return p;
 }
 
+/* n elements rounded up to a whole number of 64-byte lines (of float32; of
+ * float64, two): with the workspace on a line, every region starts on one,
+ * and a packed panel's rows are whole lines. */
+static size_t fr_lines(size_t n) { return (n + 15) & ~(size_t)15; }
+
 fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const fr_plan *plan,
                          int format)
 {
@@ -80,7 +85,7 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
     size_t off = 0;
     /* A frozen call's weights are prepared: it packs none of its own. */
     int packs = format == FR_FORMAT_DENSE && fr_worth_packing(d);
-#define FR_TAKE(field, n) (l.field = off, off += (n))
+#define FR_TAKE(field, n) (l.field = off, off += fr_lines(n))
     if (pass == FR_PASS_BACKWARD) {
         FR_TAKE(dgx, TN * GH);
         FR_TAKE(daux, gru_lbr ? TN * H : 0);
@@ -108,17 +113,17 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
     }
 #undef FR_TAKE
     l.per_dir = off;
-    l.per_thread = 12 * H; /* activation values and derivatives of one row's unit slice */
+    l.per_thread = fr_lines(12 * H); /* activation values and derivatives of one row's unit slice */
     l.lowp = l.per_thread; /* then a frozen call's converted state rows (H >= H_out wide) */
-    l.per_thread += fr_lowp_rows_floats(format, (int64_t)N, (int64_t)H);
+    l.per_thread += fr_lines(fr_lowp_rows_floats(format, (int64_t)N, (int64_t)H));
     if (pass != FR_PASS_BACKWARD) { /* the folded biases of the input product's columns */
         l.bias = l.per_thread;
-        l.per_thread += GH;
+        l.per_thread += fr_lines(GH);
     }
     if (pass == FR_PASS_BACKWARD && fr_worth_packing(d)) { /* fr_gemm_blocked's operands */
         size_t widest = (size_t)d->input_size > H ? (size_t)d->input_size : H;
         widest = Hout > widest ? Hout : widest;
-        l.per_thread += (size_t)fr_blocked_scratch((int64_t)widest);
+        l.per_thread += fr_lines((size_t)fr_blocked_scratch((int64_t)widest));
     }
     l.total = (size_t)d->n_dirs * l.per_dir + (size_t)plan->n_threads * l.per_thread;
     return l;

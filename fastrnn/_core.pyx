@@ -166,16 +166,18 @@ _kept = threading.local()
 
 
 cdef object _scratch(size_t n, object dtype):
-    """n elements of dtype for one kernel call: the calling thread's kept buffer
-    when the call's scratch is small enough, grown as needed."""
+    """n elements of dtype for one kernel call, from a 64-byte boundary (the
+    layout puts every region, and each packed panel row, on a cache line): the
+    calling thread's kept buffer when the call's scratch is small enough,
+    grown as needed."""
     if n * dtype.itemsize > KEEP_SCRATCH_BYTES:
-        return np.empty(n, dtype)
+        return _aligned_bytes(n * dtype.itemsize).view(dtype)
     buffers = getattr(_kept, "buffers", None)
     if buffers is None:
         buffers = _kept.buffers = {}
     buf = buffers.get(dtype)
     if buf is None or buf.size < n:
-        buf = buffers[dtype] = np.empty(n, dtype)
+        buf = buffers[dtype] = _aligned_bytes(n * dtype.itemsize).view(dtype)
     return buf
 
 
@@ -301,11 +303,13 @@ cdef int _check(fr_status status) except -1:
     return 0
 
 
-def saved_size(cell, tuple dims):
-    """Elements that forward-for-training saves per direction."""
+def new_saved(cell, tuple dims, dtype):
+    """The block that forward-for-training saves per direction (uninitialised,
+    from a 64-byte boundary: the products write its gate rows)."""
     cdef fr_cell c = _make_cell(cell)
     cdef fr_dims d = _make_dims(dims)
-    return fr_saved_size(&c, &d)
+    dtype = np.dtype(dtype)
+    return _aligned_bytes(fr_saved_size(&c, &d) * dtype.itemsize).view(dtype)
 
 
 cdef fr_dims _call_dims(tuple dims, list dirs) except *:

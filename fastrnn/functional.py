@@ -216,7 +216,7 @@ def layer_forward(cells, x, h0, c0, weights, *, lengths=None, training=False, n_
             if lstm:
                 arrays.update(c0=c0[d], c_n=c_n[d])
             if training:
-                arrays["saved"] = np.empty(_core.saved_size(cells[d], dims), dtype)
+                arrays["saved"] = _core.new_saved(cells[d], dims, dtype)
                 saved.append(arrays["saved"])
             dirs.append(arrays)
         _core.forward(cells[group[0]], dims, x, dirs, lengths, n_threads)

@@ -296,6 +296,16 @@ def test_kept_scratch_never_shows_through(variant, kernel_dtype):
                     np.testing.assert_array_equal(a, again[6][d][name], err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scratch_and_saved_start_on_cache_lines(dtype):
+    """The kernels' scratch and training's saved block start on a 64-byte line
+    (the layout then keeps every region, and each packed panel row, on one)."""
+    cell, weights, x, h0, c0, _ = make_layer("lstm", {}, {}, 5, 3, 4, 20, dtype=dtype)
+    y, _, _, saved = functional.layer_forward([cell], x, h0, c0, weights, training=True)
+    assert _core._kept.buffers[np.dtype(dtype)].ctypes.data % 64 == 0
+    assert all(block.ctypes.data % 64 == 0 and block.dtype == dtype for block in saved)
+
+
 def test_large_scratch_is_not_kept(monkeypatch):
     monkeypatch.setattr(_core, "KEEP_SCRATCH_BYTES", 1 << 20)
     cell, weights, x, h0, c0, _ = make_layer("rnn", {}, {}, 3, 2, 4, 8, dtype=np.float32)
