@@ -831,6 +831,24 @@ def test_pickle_and_deepcopy(mode):
         assert not np.array_equal(as_tuple(clone(x[0]))[0], as_tuple(cell(x[0]))[0])
 
 
+def test_parameters_start_on_cache_lines():
+    """Built, assigned, loaded, unpickled or copied, every parameter array is
+    C-contiguous in the module's dtype from a 64-byte line (the kernels read
+    the weights where they lie)."""
+    m = fastrnn.LSTM(5, 7, 2, bidirectional=True, proj_size=3, seed=0)
+    m.weight_hh_l0 = np.ones((28, 3))                   # float64, any alignment
+    m.load_state_dict({"bias_ih_l1": np.arange(28.0)}, strict=False)
+    cell = fastrnn.GRUCell(5, 6, dtype=np.float64, seed=0)
+    for module in (m, pickle.loads(pickle.dumps(m)), copy.deepcopy(m),
+                   cell, pickle.loads(pickle.dumps(cell)), copy.deepcopy(cell)):
+        for name, arr in module.__dict__.items():
+            if name in module._shapes:
+                assert arr.ctypes.data % 64 == 0 and arr.flags.c_contiguous, name
+                assert arr.dtype == module.dtype, name
+    clone = pickle.loads(pickle.dumps(cell))
+    assert clone._weights[0]["weight_ih"] is clone.weight_ih   # the call reads these arrays
+
+
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
 def test_threads_give_serial_answers(mode):
     rng = np.random.default_rng(0)
