@@ -442,6 +442,17 @@ cdef object _aligned_bytes(size_t n):
     return raw[skip:skip + n]
 
 
+def aligned_empty(shape, dtype):
+    """An uninitialised C-contiguous array of ``shape`` whose data starts on a
+    64-byte line (the kernels read such an array a cache line at a time)."""
+    dtype = np.dtype(dtype)
+    shape = tuple(shape)
+    count = 1
+    for extent in shape:
+        count *= extent
+    return _aligned_bytes(count * dtype.itemsize).view(dtype).reshape(shape)
+
+
 cdef class Prepared:
     """One weight prepared once for a frozen module's kernels, read-only.
 

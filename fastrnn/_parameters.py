@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fastrnn import _core
 from fastrnn._checks import check_flag, describe, float_array, shape_str
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -28,11 +29,7 @@ def on_line(arr, dtype):
     of those reads is one cache line, not two.
     """
     arr = np.asarray(arr)
-    dtype = np.dtype(dtype)
-    nbytes = arr.size * dtype.itemsize
-    raw = np.empty(nbytes + 64, np.uint8)
-    skip = -raw.ctypes.data % 64
-    out = raw[skip:skip + nbytes].view(dtype).reshape(arr.shape)
+    out = _core.aligned_empty(arr.shape, dtype)
     out[...] = arr
     return out
 
