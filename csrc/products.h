@@ -247,16 +247,16 @@ static inline int64_t dh_product_depth(const ctx *c)
     return c->cell->mode == FR_GRU && !c->cell->linear_before_reset ? 2 * c->H : c->GH;
 }
 
-/* The panels [p0, p1) of a block of n columns that the thread packs: a
- * hidden split packs its own copy whole; a batch split shares one copy, and
- * each thread of the team packs a share of its panels (the barrier before
- * the first product that reads them waits for all). */
-static inline void packed_share(const ctx *c, const work *w, int64_t n, int64_t *p0, int64_t *p1)
+/* The columns [c0, c1) of a block of n that the thread packs, whole panels
+ * from c0: a hidden split packs its own copy whole; a batch split shares one
+ * copy, and each thread of the team packs a share of its panels (the barrier
+ * before the first product that reads them waits for all). */
+static inline void packed_share(const ctx *c, const work *w, int64_t n, int64_t *c0, int64_t *c1)
 {
-    int64_t panels = fr_panels(n);
-    int whole = c->plan.split == FR_SPLIT_HIDDEN;
-    *p0 = whole ? 0 : part(panels, w->rank, w->team_size);
-    *p1 = whole ? panels : part(panels, w->rank + 1, w->team_size);
+    int64_t panels = fr_panels(n), whole = c->plan.split == FR_SPLIT_HIDDEN;
+    *c0 = whole ? 0 : FR_PANEL * part(panels, w->rank, w->team_size);
+    *c1 = whole ? n : FR_PANEL * part(panels, w->rank + 1, w->team_size);
+    *c1 = *c1 < n ? *c1 : n;
 }
 
 /* Forward: pack W_hh's rows of the thread's units gate by gate, and W_ih's rows
@@ -266,14 +266,12 @@ static void prepare_forward(const ctx *c, const work *w)
 #if FR_PACKED_PATH
     if (!c->panels)
         return;
-    int64_t nu = w->j1 - w->j0, K = c->Hout, p0, p1;
+    int64_t nu = w->j1 - w->j0, K = c->Hout, c0, c1;
     REAL *panels = panels_hh_of(c, w, K, c->G * w->j0, c->G);
-    packed_share(c, w, nu, &p0, &p1);
-    for (int64_t g = 0; g < c->G && p1 > p0; g++) {
-        int64_t r1 = p1 * FR_PANEL < nu ? p1 * FR_PANEL : nu;
-        fr_pack_rows(panels + g * fr_packed_size(K, nu) + p0 * FR_PANEL * K, c->L->weight_hh, K,
-                     g * c->H + w->j0 + p0 * FR_PANEL, r1 - p0 * FR_PANEL, K);
-    }
+    packed_share(c, w, nu, &c0, &c1);
+    for (int64_t g = 0; g < c->G && c1 > c0; g++)
+        fr_pack_rows(panels + g * fr_packed_size(K, nu) + c0 * K, c->L->weight_hh, K,
+                     g * c->H + w->j0 + c0, c1 - c0, K);
     int64_t k0, k1;
     input_columns(c, w, &k0, &k1);
     fr_pack_rows(W(c, c->lay.panels_ih) + c->I * (k0 + FR_PANEL * w->rank), c->L->weight_ih,
@@ -289,13 +287,11 @@ static void prepare_backward(const ctx *c, const work *w)
 #if FR_PACKED_PATH
     if (!c->panels)
         return;
-    int64_t K = dh_product_depth(c), n = w->o1 - w->o0, p0, p1;
-    packed_share(c, w, n, &p0, &p1);
-    if (p1 > p0) {
-        int64_t c1 = p1 * FR_PANEL < n ? p1 * FR_PANEL : n;
-        fr_pack_cols(panels_hh_of(c, w, K, w->o0, 1) + p0 * FR_PANEL * K, c->L->weight_hh,
-                     c->Hout, w->o0 + p0 * FR_PANEL, c1 - p0 * FR_PANEL, K);
-    }
+    int64_t K = dh_product_depth(c), c0, c1;
+    packed_share(c, w, w->o1 - w->o0, &c0, &c1);
+    if (c1 > c0)
+        fr_pack_cols(panels_hh_of(c, w, K, w->o0, 1) + c0 * K, c->L->weight_hh, c->Hout,
+                     w->o0 + c0, c1 - c0, K);
 #else
     (void)c, (void)w;
 #endif

@@ -15,6 +15,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+import math
 import threading
 
 import numpy as np
@@ -158,9 +159,8 @@ cdef void *_data(object a) except? NULL:
 # Scratch of up to this many bytes is kept between calls, one buffer per Python
 # thread and dtype: a fresh buffer comes from mmap and goes back with munmap,
 # and its page faults (the kernel zeroing every page) weigh on every call;
-# 256 MB holds the packed weights of an LSTM of H = 2048 (136 MB), whose
-# faults would otherwise cost about as much as packing them.  Larger scratch
-# is taken and given back per call.
+# 256 MB holds the packed weights of an LSTM of H = 2048 (136 MB).  Larger
+# scratch is taken and given back per call.
 KEEP_SCRATCH_BYTES = 256 << 20
 _kept = threading.local()
 
@@ -171,13 +171,13 @@ cdef object _scratch(size_t n, object dtype):
     calling thread's kept buffer when the call's scratch is small enough,
     grown as needed."""
     if n * dtype.itemsize > KEEP_SCRATCH_BYTES:
-        return _aligned_bytes(n * dtype.itemsize).view(dtype)
+        return _aligned_empty(n, dtype)
     buffers = getattr(_kept, "buffers", None)
     if buffers is None:
         buffers = _kept.buffers = {}
     buf = buffers.get(dtype)
     if buf is None or buf.size < n:
-        buf = buffers[dtype] = _aligned_bytes(n * dtype.itemsize).view(dtype)
+        buf = buffers[dtype] = _aligned_empty(n, dtype)
     return buf
 
 
@@ -308,8 +308,7 @@ def new_saved(cell, tuple dims, dtype):
     from a 64-byte boundary: the products write its gate rows)."""
     cdef fr_cell c = _make_cell(cell)
     cdef fr_dims d = _make_dims(dims)
-    dtype = np.dtype(dtype)
-    return _aligned_bytes(fr_saved_size(&c, &d) * dtype.itemsize).view(dtype)
+    return _aligned_empty(fr_saved_size(&c, &d), np.dtype(dtype))
 
 
 cdef fr_dims _call_dims(tuple dims, list dirs) except *:
@@ -442,15 +441,16 @@ cdef object _aligned_bytes(size_t n):
     return raw[skip:skip + n]
 
 
+cdef object _aligned_empty(size_t n, object dtype):
+    """n uninitialised elements of dtype (a numpy dtype) from a 64-byte boundary."""
+    return _aligned_bytes(n * dtype.itemsize).view(dtype)
+
+
 def aligned_empty(shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` whose data starts on a
     64-byte line (the kernels read such an array a cache line at a time)."""
-    dtype = np.dtype(dtype)
     shape = tuple(shape)
-    count = 1
-    for extent in shape:
-        count *= extent
-    return _aligned_bytes(count * dtype.itemsize).view(dtype).reshape(shape)
+    return _aligned_empty(math.prod(shape), np.dtype(dtype)).reshape(shape)
 
 
 cdef class Prepared:
