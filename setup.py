@@ -91,7 +91,7 @@ def extension():
         cflags.append("-march=native")
     return Extension(
         "fastrnn._core",
-        sources=["fastrnn/_core.pyx", "csrc/cpu.c", "csrc/plan.c", "csrc/avx512.c",
+        sources=["fastrnn/_core.pyx", "csrc/cpu.c", "csrc/plan.c", "csrc/packed.c", "csrc/avx512.c", "csrc/avx2.c",
                  "csrc/kernels_f32.c", "csrc/kernels_f64.c", "csrc/lowp.c", "csrc/lowp_bf16.c",
                  "csrc/lowp_int8.c", "csrc/frozen.c"],
         include_dirs=["csrc"],

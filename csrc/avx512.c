@@ -1,31 +1,17 @@
 /* The AVX-512 kernels (float32): the product over packed weights, the few-row
  * dot products, backward's blocked products over all steps, the packing and
  * the vector sigmoid and tanh.  Compiled once, each function with
- * target("avx512f"), and called only where fr_init found AVX-512 (avx512.h).
+ * target("avx512f"), and called only where fr_init found AVX-512 (packed.h).
  * No scratch of their own but fr_gemm_blocked's, which the caller lends; no
  * threads: each call runs on the thread that makes it. */
-#include "avx512.h"
+#include "packed.h"
 
-#if FR_HAVE_AVX512
+#if FR_HAVE_PACKED
 #include <immintrin.h>
 #include <string.h>
 
 #define FR_TARGET __attribute__((target("avx512f")))
 #define FR_INLINE __attribute__((target("avx512f"), always_inline)) static inline
-
-/* Pack B[k][c] = M[k][col0 + c] (n columns of M, row stride ldm). */
-void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, int64_t n, int64_t K)
-{
-    for (int64_t p = 0; p < fr_panels(n); p++) {
-        float *panel = dst + p * FR_PANEL * K;
-        int64_t width = n - p * FR_PANEL < FR_PANEL ? n - p * FR_PANEL : FR_PANEL;
-        for (int64_t k = 0; k < K; k++) {
-            memcpy(panel + k * FR_PANEL, M + k * ldm + col0 + p * FR_PANEL, (size_t)width * sizeof(float));
-            for (int64_t c = width; c < FR_PANEL; c++)
-                panel[k * FR_PANEL + c] = 0.0f;
-        }
-    }
-}
 
 /* The lanes of the first `left` (>= 0) of sixteen floats. */
 FR_INLINE __mmask16 fr_mask(int64_t left)
@@ -37,7 +23,7 @@ FR_INLINE __mmask16 fr_mask(int64_t left)
  * ldm): sixteen rows by sixteen k at a time, transposed in registers (rows past
  * n read as zeros, k past K masked off). */
 FR_TARGET void
-fr_pack_rows(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, int64_t K)
+fr_pack_rows_avx512(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, int64_t K)
 {
     for (int64_t p = 0; p < fr_panels(n); p++) {
         float *panel = dst + p * FR_PANEL * K;
@@ -188,7 +174,7 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
  * of B streamed once for all m rows.  For one or two rows the product is all
  * memory traffic, and a BLAS GEMM would first copy B to its packed layout. */
 FR_TARGET void
-fr_dot_rows(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *B,
+fr_dot_rows_avx512(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *B,
             int64_t ldb, float *C, int64_t ldc, int accumulate)
 {
     int64_t tail = K % 32, k_end = K - tail;
@@ -263,8 +249,8 @@ packed_block(int64_t m, int64_t n, int64_t K, int64_t depth, int64_t k0, const f
 }
 
 /* C (m x n, ldc) = A (m x K, lda) B, plus `add` as fr_micro_avx512 takes it. */
-FR_TARGET static void
-packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
+FR_TARGET void
+fr_packed_gemm_avx512(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
             float *C, int64_t ldc, const float *add, int64_t ld_add)
 {
     if (m == 1) {
@@ -281,22 +267,6 @@ packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const 
     }
 }
 
-/* C (m x n, ldc) = A (m x K, lda) B, or += with accumulate; B packed by fr_pack_*. */
-FR_TARGET void
-fr_packed_gemm(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *Bp,
-               float *C, int64_t ldc, int accumulate)
-{
-    packed_gemm(m, n, K, A, lda, Bp, C, ldc, accumulate ? C : NULL, ldc);
-}
-
-/* C (m x n, ldc) = bias + A (m x K, lda) B, the bias row (n) under every row. */
-FR_TARGET void
-fr_packed_gemm_bias(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
-                    const float *Bp, const float *bias, float *C, int64_t ldc)
-{
-    packed_gemm(m, n, K, A, lda, Bp, C, ldc, bias, 0);
-}
-
 /* C (m x n, ldc) = op(A) B, or += with accumulate, for products with many rows
  * and a long shared dimension (backward's sums over all timesteps): op(A) is A
  * (m x K, row stride lda), or with a_trans the transpose of A (K x m); B
@@ -307,7 +277,7 @@ fr_packed_gemm_bias(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda
  * power-of-two apart would miss the cache on every row.  An A that is not
  * transposed is read in place, eight rows of one block at a time. */
 FR_TARGET void
-fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
+fr_gemm_blocked_avx512(int a_trans, int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
                 const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
                 float *scratch)
 {

@@ -14,7 +14,7 @@
 static inline int lstm_gates_fused(const ctx *c)
 {
     const fr_act *a = c->cell->act;
-    return FR_PACKED_PATH && fr_packed_enabled() && c->clip == 0 && !c->L->weight_peephole
+    return FR_PACKED_PATH && fr_packed_isa() == FR_ISA_AVX512 && c->clip == 0 && !c->L->weight_peephole
            && !c->cell->input_forget && a[0].code == FR_SIGMOID && a[1].code == FR_TANH
            && a[2].code == FR_TANH;
 }

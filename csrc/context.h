@@ -177,7 +177,7 @@ static void make_ctx(ctx *c, const fr_blas *blas, const fr_cell *cell, const fr_
     c->all_steps = c->chunk >= c->T;
     c->format = format;
     c->fz = fz;
-    c->panels = format == FR_FORMAT_DENSE && FR_REAL_IS_FLOAT && FR_HAVE_AVX512
+    c->panels = format == FR_FORMAT_DENSE && FR_REAL_IS_FLOAT && FR_HAVE_PACKED
                 && fr_worth_packing(d) && fr_packed_enabled();
     c->s0 = 0;
 }

@@ -1,13 +1,14 @@
 /* What the CPU can do, read once at load time (fr_init), and the one switch
- * that depends on it: the packed AVX-512 path of the float32 products.  The
- * kernels only read the switch; it changes between calls, never inside a
- * parallel region.  No workspace, no threads. */
+ * that depends on it: the instruction set of the float32 products' packed
+ * path (packed.h).  The kernels only read the switch; it changes between
+ * calls, never inside a parallel region.  No workspace, no threads. */
 #include "fastrnn.h"
-#include "avx512.h"
+#include "packed.h"
 
 static fr_cpu_features cpu;      /* as fr_init read it */
 static int initialised = 0;
-static int packed_enabled = 0; /* the BLAS path until fr_init finds AVX-512 */
+static int best_isa = FR_ISA_NONE; /* as fr_init found it */
+static int packed_isa = FR_ISA_NONE; /* the BLAS path until fr_init */
 
 /* __builtin_cpu_supports fails to compile on a name the compiler does not
  * know: the newer names only where the compiler is known to have them. */
@@ -34,18 +35,26 @@ void fr_init(void)
     cpu.avx_vnni = FR_ASK_NEW("avxvnni") != 0;
 #endif
     initialised = 1;
-    packed_enabled = FR_HAVE_AVX512 && cpu.avx512f;
+    if (FR_HAVE_PACKED)
+        best_isa = cpu.avx512f ? FR_ISA_AVX512 : cpu.avx2 && cpu.fma ? FR_ISA_AVX2 : FR_ISA_NONE;
+    packed_isa = best_isa;
 }
 
 fr_cpu_features fr_cpu_flags(void) { return cpu; }
 
-int fr_packed_enabled(void) { return packed_enabled; }
+int fr_packed_best_isa(void) { return best_isa; }
 
-void fr_set_packed(int enabled)
+int fr_packed_isa(void) { return packed_isa; }
+
+int fr_packed_enabled(void) { return packed_isa != FR_ISA_NONE; }
+
+void fr_set_packed_isa(int isa)
 {
     fr_init();
-    packed_enabled = enabled && FR_HAVE_AVX512 && cpu.avx512f;
+    packed_isa = isa < best_isa ? (isa > FR_ISA_NONE ? isa : FR_ISA_NONE) : best_isa;
 }
+
+void fr_set_packed(int enabled) { fr_set_packed_isa(enabled ? FR_ISA_AVX512 : FR_ISA_NONE); }
 
 int fr_openmp_enabled(void)
 {

@@ -106,9 +106,9 @@ fr_status fr_backward_f64(const fr_blas *blas, const fr_cell *cell, const fr_dim
 static inline int fr_gates(int mode) { return mode == FR_LSTM ? 4 : mode == FR_GRU ? 3 : 1; }
 
 /* Reads the CPU's features and takes the one decision that depends on them:
- * whether the float32 products run on the packed AVX-512 path.  Call it once,
- * before any kernel runs (fastrnn._core calls it at import); until then the
- * kernels take the BLAS path.  Calling it again changes nothing. */
+ * which instruction set the float32 products of the packed path run on.  Call
+ * it once, before any kernel runs (fastrnn._core calls it at import); until
+ * then the kernels take the BLAS path.  Calling it again changes nothing. */
 void fr_init(void);
 
 /* The CPU's features as fr_init read them (0 before fr_init), under the names
@@ -119,14 +119,25 @@ typedef struct {
 
 fr_cpu_features fr_cpu_flags(void);
 
-/* 1 when the float32 products run on the packed path: weights packed once per
- * call into panels (avx512.h) and multiplied by AVX-512 kernels, with the
- * few-row dot products and the vector sigmoid and tanh that go with them.
- * Only on a CPU with AVX-512, after fr_init.  fr_set_packed(0) sends the
- * products to BLAS and the activations to the generic vectorised loops;
- * fr_set_packed(1) takes the packed path back where the CPU has it.  Set it
- * between calls, never while a kernel runs. */
+/* The instruction sets of the packed kernels (packed.h), narrowest first. */
+enum { FR_ISA_NONE = 0, FR_ISA_AVX2 = 1, FR_ISA_AVX512 = 2 };
+
+/* The widest the CPU has (AVX2 needs FMA too), after fr_init; FR_ISA_NONE on a
+ * CPU with neither or a build without them. */
+int fr_packed_best_isa(void);
+
+/* The one the float32 products run on now: weights packed once per call into
+ * panels and multiplied by the packed kernels, with the few-row dot products
+ * (and, with AVX-512, the vector sigmoid, tanh and LSTM gate pass) that go
+ * with them; FR_ISA_NONE sends the products to BLAS and the activations to the
+ * generic vectorised loops.  fr_init sets the best; fr_set_packed_isa(isa)
+ * takes isa, or the best below it where the CPU lacks it; fr_set_packed(1) is
+ * fr_set_packed_isa(FR_ISA_AVX512), fr_set_packed(0) FR_ISA_NONE.
+ * fr_packed_enabled() is 1 unless FR_ISA_NONE.  Set it between calls, never
+ * while a kernel runs. */
+int fr_packed_isa(void);
 int fr_packed_enabled(void);
+void fr_set_packed_isa(int isa);
 void fr_set_packed(int enabled);
 
 /* 1 when built with OpenMP. */

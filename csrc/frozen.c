@@ -5,11 +5,11 @@
 #include <string.h>
 
 #include "frozen.h"
-#include "avx512.h"
+#include "packed.h"
 
 int fr_panels_available(void)
 {
-    return FR_HAVE_AVX512 && fr_cpu_flags().avx512f;
+    return fr_packed_best_isa() != FR_ISA_NONE;
 }
 
 static size_t block_bytes(int format, int64_t n, int64_t K)
@@ -59,7 +59,7 @@ fr_status fr_prepare(int format, void *mem, size_t bytes, const float *W, int64_
         const float *rows = W + (size_t)b * (size_t)n * (size_t)K;
         fr_status status = FR_OK;
         if (format == FR_FORMAT_PANELS) {
-#if FR_HAVE_AVX512
+#if FR_HAVE_PACKED
             float *panels = (float *)(((uintptr_t)block + 63) & ~(uintptr_t)63);
             fr_pack_rows(panels, rows, K, 0, n, K);
             out->panels[b] = panels;

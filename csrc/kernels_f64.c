@@ -11,7 +11,7 @@
 #include "fastrnn.h"
 #include "threads.h"
 #include "plan.h"
-#include "avx512.h"
+#include "packed.h"
 
 #define REAL double
 #define FR_REAL_IS_FLOAT 0

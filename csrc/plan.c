@@ -3,7 +3,7 @@
  * saved block of training, and their sizes (fr_workspace_size,
  * fr_saved_size).  Shared by both dtypes; no kernels here. */
 #include "plan.h"
-#include "avx512.h"
+#include "packed.h"
 
 /* Below this many multiply-adds per step, or per call, a second thread costs
  * more than it saves (waking it, and a barrier or two). */

@@ -14,7 +14,7 @@
  * weight as torch lays it out (out_features x in_features), in a format.
  *   FR_FORMAT_DENSE   the block where it lies (dense, row stride ld): BLAS, or the
  *                     few-row dot products (fr_dot_rows) on the packed path
- *   FR_FORMAT_PANELS  float32 packed into panels (avx512.h), read by fr_packed_gemm
+ *   FR_FORMAT_PANELS  float32 packed into panels (packed.h), read by fr_packed_gemm
  * A call prepares its operands once (prepare_forward, prepare_backward: packing
  * into the workspace when c->panels), and the *_operand functions say where a
  * thread's block lies.
@@ -32,7 +32,7 @@
  *      first column, which a frozen call's split puts at a panel.
  * The cells, the drivers and the float32/float64 state stay as they are. */
 
-#if FR_REAL_IS_FLOAT && FR_HAVE_AVX512
+#if FR_REAL_IS_FLOAT && FR_HAVE_PACKED
 #define FR_PACKED_PATH 1
 #else
 #define FR_PACKED_PATH 0

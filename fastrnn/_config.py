@@ -29,10 +29,10 @@ def _lowp_path(precision):
 
 
 # The path each precision's products run on this CPU, one entry per precision.
-# "avx512": fastrnn's packed AVX-512 kernels; "blas": SciPy's BLAS and generic loops;
+# "avx512" / "avx2": fastrnn's packed kernels; "blas": SciPy's BLAS and generic loops;
 # frozen bfloat16 and int8: "avx512_bf16" / "avx512_vnni", or "portable" (plain C).
 KERNEL_PATHS = {
-    "float32": lambda: "avx512" if _core.packed_enabled() else "blas",
+    "float32": lambda: _core.packed_isa() or "blas",
     "float64": lambda: "blas",
     "bfloat16": lambda: _lowp_path("bfloat16"),
     "int8": lambda: _lowp_path("int8"),
@@ -85,7 +85,8 @@ def cpu_features():
         ``"avx512_vnni"``, ``"avx_vnni"`` (all ``False`` where they cannot be
         read), and under ``"kernels"`` a dict from precision (``"float32"``,
         ``"float64"``, ``"bfloat16"``, ``"int8"``) to the path its products
-        run: ``"avx512"`` (fastrnn's packed kernels) or ``"blas"`` (SciPy's
+        run: ``"avx512"`` or ``"avx2"`` (fastrnn's packed kernels, for the
+        widest instruction set the CPU has) or ``"blas"`` (SciPy's
         BLAS); for the frozen precisions (``fastrnn.freeze``)
         ``"avx512_bf16"``, ``"avx512_vnni"`` or ``"portable"``.
 

@@ -99,14 +99,36 @@ def openmp_enabled():
     return bool(fr_openmp_enabled())
 
 
+_ISAS = {FR_ISA_AVX2: "avx2", FR_ISA_AVX512: "avx512"}
+
+
 def packed_enabled():
-    """True when the float32 AVX-512 kernels run: packed and few-row products, vector activations."""
+    """True when fastrnn's float32 kernels run (packed and few-row products), on AVX-512 or AVX2."""
     return bool(fr_packed_enabled())
 
 
-def set_packed(bint enabled):
-    """Use the float32 AVX-512 kernels where the CPU has them (True), or BLAS and generic loops (False)."""
-    fr_set_packed(enabled)
+def packed_isa():
+    """The instruction set the float32 kernels run on: "avx512", "avx2", or None (BLAS)."""
+    return _ISAS.get(fr_packed_isa())
+
+
+def packed_isas():
+    """The instruction sets of the float32 kernels this CPU has, widest first."""
+    best = fr_packed_best_isa()
+    return [name for isa, name in sorted(_ISAS.items(), reverse=True) if isa <= best]
+
+
+def set_packed(enabled):
+    """Run the float32 products on fastrnn's kernels (True: the widest set the CPU
+    has; "avx2" or "avx512": that one, or the widest below it) or on BLAS and
+    generic loops (False)."""
+    if isinstance(enabled, str):
+        isas = {name: isa for isa, name in _ISAS.items()}
+        if enabled not in isas:
+            raise ValueError(f"enabled: expected True, False, 'avx2' or 'avx512', got {enabled!r}")
+        fr_set_packed_isa(isas[enabled])
+    else:
+        fr_set_packed(bool(enabled))
 
 
 # ---- one owner of threads: SciPy's BLAS runs single-threaded inside a kernel ----

@@ -133,7 +133,14 @@ cdef extern from "fastrnn.h" nogil:
 
     fr_cpu_features fr_cpu_flags()
     int fr_openmp_enabled()
+    enum:
+        FR_ISA_NONE
+        FR_ISA_AVX2
+        FR_ISA_AVX512
+    int fr_packed_best_isa()
+    int fr_packed_isa()
     int fr_packed_enabled()
+    void fr_set_packed_isa(int isa)
     void fr_set_packed(int enabled)
 
 

@@ -44,46 +44,39 @@ def largest_errors(request):
 
 
 # ---------------------------------------------------------------------------
-# The float32 products run through AVX-512 kernels over packed weights where
-# the CPU has them ("vectorised"), else through SciPy's BLAS; float64 always
-# through BLAS.  The kernel tests run float32 both ways on the same machine.
+# The float32 products run through fastrnn's kernels over packed weights, for
+# AVX-512 or for AVX2 (the widest the CPU has, or one below it when asked),
+# else through SciPy's BLAS; float64 always through BLAS.  The kernel tests run
+# float32 on every path this machine has.
 
-def _vectorised_available():
-    was = _core.packed_enabled()
-    _core.set_packed(True)
-    available = _core.packed_enabled()
-    _core.set_packed(was)
-    return available
+PATHS = ("avx512", "avx2", "blas")
 
 
-VECTORISED = _vectorised_available()
-
-
-def _use_path(vectorised):
+def _use_path(path):
     """Switch the float32 products to one path; a generator that restores the switch."""
-    if vectorised and not VECTORISED:
-        pytest.skip("this CPU has no AVX-512: the vectorised kernels do not run here")
-    was = _core.packed_enabled()
-    _core.set_packed(vectorised)
+    if path != "blas" and path not in _core.packed_isas():
+        pytest.skip(f"this CPU has no {path.upper()}: those kernels do not run here")
+    was = _core.packed_isa()
+    _core.set_packed(path if path != "blas" else False)
     try:
-        yield vectorised
+        yield path
     finally:
-        _core.set_packed(was)
+        _core.set_packed(was or False)
 
 
-@pytest.fixture(params=[True, False], ids=["vectorised", "blas"])
+@pytest.fixture(params=PATHS)
 def product_path(request):
-    """Run a float32 kernel test on the vectorised path, then on the BLAS path (True, False)."""
+    """Run a float32 kernel test on each product path: "avx512", "avx2", "blas"."""
     yield from _use_path(request.param)
 
 
-@pytest.fixture(params=[(np.float64, None), (np.float32, True), (np.float32, False)],
-                ids=["f64", "f32-vectorised", "f32-blas"])
+@pytest.fixture(params=[(np.float64, None)] + [(np.float32, path) for path in PATHS],
+                ids=["f64"] + [f"f32-{path}" for path in PATHS])
 def kernel_dtype(request):
-    """The dtype of a kernel test: float64, and float32 on both product paths."""
-    dtype, vectorised = request.param
-    if vectorised is None:
+    """The dtype of a kernel test: float64, and float32 on every product path."""
+    dtype, path = request.param
+    if path is None:
         yield dtype
     else:
-        for _ in _use_path(vectorised):
+        for _ in _use_path(path):
             yield dtype

@@ -17,9 +17,9 @@ FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni")
 
 @pytest.fixture
 def packed_restored():
-    enabled = _core.packed_enabled()
+    isa = _core.packed_isa()
     yield
-    _core.set_packed(enabled)
+    _core.set_packed(isa or False)
 
 
 def test_version_is_one_string_from_one_place():
@@ -53,10 +53,12 @@ def test_cpu_features_names_and_kernels(packed_restored):
     features = fastrnn.cpu_features()
     assert set(features) == set(FLAGS) | {"kernels"}
     assert all(type(features[name]) is bool for name in FLAGS)
-    assert features["kernels"] == {"float32": "avx512" if _core.packed_enabled() else "blas",
+    assert features["kernels"] == {"float32": _core.packed_isa() or "blas",
                                    "float64": "blas", **_core.lowp_paths()}
     if features["kernels"]["float32"] == "avx512":
         assert features["avx512f"]
+    if features["kernels"]["float32"] == "avx2":
+        assert features["avx2"] and features["fma"] and not features["avx512f"]
     _core.set_packed(False)
     assert fastrnn.cpu_features()["kernels"]["float32"] == "blas"
 
@@ -76,7 +78,7 @@ def test_cpu_features_read_proc_cpuinfo_or_nothing(monkeypatch, tmp_path):
                        "flags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n\n"
                        "processor\t: 1\nflags\t\t: fpu\n")
     real = _config._cpuinfo
-    monkeypatch.setattr(_config, "_core", types.SimpleNamespace(packed_enabled=lambda: False))
+    monkeypatch.setattr(_config, "_core", types.SimpleNamespace(packed_isa=lambda: None))
     monkeypatch.setattr(_config, "_cpuinfo", lambda: real(cpuinfo))
     assert real(cpuinfo)[0] == "Some CPU"
     features = fastrnn.cpu_features()
@@ -92,7 +94,7 @@ def test_cpu_features_read_proc_cpuinfo_or_nothing(monkeypatch, tmp_path):
 
 def test_cpu_features_prefer_the_cores_own_flags(monkeypatch):
     fake_core = types.SimpleNamespace(
-        packed_enabled=lambda: True, openmp_enabled=lambda: True,
+        packed_isa=lambda: "avx512", openmp_enabled=lambda: True,
         cpu_flags=lambda: {"avx2": True, "fma": 1, "avx512f": True, "avx_vnni": False})
     monkeypatch.setattr(_config, "_core", fake_core)
     features = fastrnn.cpu_features()

@@ -20,8 +20,10 @@ def test_cpu_flags_names_and_types():
     flags = _core.cpu_flags()
     assert tuple(flags) == FLAGS
     assert all(type(v) is bool for v in flags.values())
-    # the packed path runs only where the CPU has AVX-512
-    assert not _core.packed_enabled() or flags["avx512f"]
+    # the packed path runs only where the CPU has AVX-512, or AVX2 and FMA
+    assert _core.packed_isa() in (None, "avx2", "avx512")
+    assert _core.packed_isa() != "avx512" or flags["avx512f"]
+    assert _core.packed_isa() != "avx2" or (flags["avx2"] and flags["fma"])
 
 
 def test_cpu_flags_agree_with_proc_cpuinfo():
@@ -37,14 +39,23 @@ def test_cpu_flags_agree_with_proc_cpuinfo():
 
 
 def test_set_packed_round_trip():
-    before = _core.packed_enabled()
+    before = _core.packed_isa()
+    flags = _core.cpu_flags()
+    widest = "avx512" if flags["avx512f"] else "avx2" if flags["avx2"] and flags["fma"] else None
     try:
+        assert _core.packed_isas() == {"avx512": ["avx512", "avx2"], "avx2": ["avx2"], None: []}[widest]
         _core.set_packed(False)
-        assert _core.packed_enabled() is False
+        assert _core.packed_enabled() is False and _core.packed_isa() is None
         _core.set_packed(True)
-        assert _core.packed_enabled() == _core.cpu_flags()["avx512f"]
+        assert _core.packed_isa() == widest
+        _core.set_packed("avx2")  # one below the widest, where the CPU has it
+        assert _core.packed_isa() == (widest and "avx2")
+        _core.set_packed("avx512")  # the widest below it where the CPU lacks it
+        assert _core.packed_isa() == widest
+        with pytest.raises(ValueError, match="enabled: expected"):
+            _core.set_packed("sse")
     finally:
-        _core.set_packed(before)
+        _core.set_packed(before or False)
 
 
 def _rnn_call(dtype=np.float32):

@@ -1,6 +1,6 @@
 """Hardening: what the library must survive beyond the happy path.
 
-Both product paths (vectorised and BLAS) on this machine against the
+Every product path (AVX-512, AVX2 and BLAS) on this machine against the
 reference; subnormal floats and the MXCSR's FTZ/DAZ bits intact after
 ``import fastrnn`` and after calls; T = 2000 finite and matching the
 reference; and property-based fuzzing (hypothesis) of every public entry
@@ -59,23 +59,23 @@ def check_module(m, x, lengths, dtype):
 
 @pytest.fixture
 def set_product_path():
-    """Sets the product path for one test, then restores the one found."""
-    was = _core.packed_enabled()
+    """Sets the product path ("avx512", "avx2", "blas") for one test, then restores the one found."""
+    was = _core.packed_isa()
 
-    def choose(vectorised):
-        _core.set_packed(vectorised)
-        if vectorised and not _core.packed_enabled():
-            pytest.skip("this CPU has no AVX-512: the vectorised products do not run")
+    def choose(path):
+        if path != "blas" and path not in _core.packed_isas():
+            pytest.skip(f"this CPU has no {path.upper()}: those products do not run")
+        _core.set_packed(path if path != "blas" else False)
     yield choose
-    _core.set_packed(was)
+    _core.set_packed(was or False)
 
 
-@pytest.mark.parametrize("vectorised", [False, True], ids=["blas", "vectorised"])
+@pytest.mark.parametrize("path", ["blas", "avx2", "avx512"])
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_both_product_paths_match_reference(mode, vectorised, set_product_path):
+def test_every_product_path_matches_reference(mode, path, set_product_path):
     # Shapes past one panel of 16 columns and one block of 8 rows, with a
     # remainder; lengths with 0 and T; both directions; two layers.
-    set_product_path(vectorised)
+    set_product_path(path)
     rng = np.random.default_rng(1)
     kwargs = {"proj_size": 5} if mode == "lstm" else {}
     m = MODES[mode](7, 19, num_layers=2, bidirectional=True, seed=2, **kwargs)
@@ -85,17 +85,34 @@ def test_both_product_paths_match_reference(mode, vectorised, set_product_path):
         check_module(m, x, lengths, np.float32)
 
 
-def test_vectorised_and_blas_products_agree(set_product_path):
+@pytest.mark.parametrize("path", ["avx2", "avx512"])
+@pytest.mark.parametrize("N", [1, 7])
+def test_deep_products_match_reference(path, N, set_product_path):
+    # I = 1030 and H = 1029: the input and recurrent products deeper than 1024
+    # run in blocks of the weight's rows, and W_hh (17 MB) is fetched ahead;
+    # 7 rows are a tile of six and one of one, 4H = 4116 columns end in a
+    # part panel, and backward's products over all steps run their tiles of
+    # six inside groups of sixteen.  N = 1: the one-row product.
+    set_product_path(path)
+    rng = np.random.default_rng(5)
+    m = fastrnn.LSTM(1030, 1029, seed=6)
+    x = rng.standard_normal((3, N, 1030)).astype(np.float32)
+    with fastrnn.threads(2):
+        check_module(m, x, None, np.float32)
+
+
+@pytest.mark.parametrize("path", ["avx2", "avx512"])
+def test_packed_and_blas_products_agree(path, set_product_path):
     rng = np.random.default_rng(4)
     m = fastrnn.LSTM(33, 65, seed=3)
     x = rng.standard_normal((12, 17, 33)).astype(np.float32)
     results = {}
-    for vectorised in (False, True):
-        set_product_path(vectorised)
+    for chosen in ("blas", path):
+        set_product_path(chosen)
         y, (h, c), cache = m.forward_train(x)
         dx, _, grads = m.backward(cache, np.ones_like(y))
-        results[vectorised] = (y, h, c, dx, grads["weight_hh_l0"])
-    for a, b in zip(results[False], results[True]):
+        results[chosen] = (y, h, c, dx, grads["weight_hh_l0"])
+    for a, b in zip(results["blas"], results[path]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 

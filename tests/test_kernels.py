@@ -189,7 +189,8 @@ def test_stack_matches_reference_and_ignores_padded_dy(mode, kernel_dtype):
 
 def test_product_paths_switch(product_path):
     """The fixture really selects the path the float32 kernels take."""
-    assert _core.packed_enabled() == product_path
+    assert _core.packed_isa() == (None if product_path == "blas" else product_path)
+    assert _core.packed_enabled() == (product_path != "blas")
 
 
 # Shapes where two threads split the batch, split the hidden units, or stay at

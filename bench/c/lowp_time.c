@@ -17,7 +17,7 @@
 
 #include "lowp.h"
 #include "fastrnn.h"
-#include "avx512.h"
+#include "packed.h"
 
 #define BLOCK 9  /* calls per block (the first warms up) */
 #define ROUNDS 15 /* blocks per kernel */

@@ -11,7 +11,7 @@
 set -euo pipefail
 
 # The kernels' translation units and include path, from the repository root.
-CSRC="csrc/cpu.c csrc/plan.c csrc/avx512.c csrc/kernels_f32.c csrc/kernels_f64.c csrc/lowp.c
+CSRC="csrc/cpu.c csrc/plan.c csrc/packed.c csrc/avx512.c csrc/avx2.c csrc/kernels_f32.c csrc/kernels_f64.c csrc/lowp.c
       csrc/lowp_bf16.c csrc/lowp_int8.c csrc/frozen.c"
 CSRC_INCLUDE="-Icsrc"
 

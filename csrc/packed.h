@@ -1,22 +1,27 @@
-/* The AVX-512 kernels (float32), compiled once in avx512.c with target
- * attributes, so that the rest of the build needs no -march flag.  They run
- * only where fr_init found AVX-512 and fr_packed_enabled() is 1.
+/* The packed kernels (float32): panel packing, the product over packed
+ * weights, the few-row dot products and backward's blocked products, each
+ * written twice, for AVX-512 (avx512.c) and for AVX2 with FMA (avx2.c), and
+ * compiled once with target attributes, so that the rest of the build needs
+ * no -march flag.  The entry points below (packed.c) run the widest set the
+ * CPU has and fr_packed_isa() names (fastrnn.h); the vector sigmoid, tanh and
+ * LSTM gate pass exist for AVX-512 only.
  *
  * "Packed" means one thing in fastrnn: a matrix laid out in panels of
  * FR_PANEL columns, panel p holding columns 16p .. 16p + 15 of every row k
  * contiguous (zero-padded past the last column), the layout the register-
- * blocked product reads.  The per-call weights, frozen ones later, and the
- * blocks of backward's products over all steps are packed that way. */
-#ifndef FASTRNN_AVX512_H
-#define FASTRNN_AVX512_H
+ * blocked product reads.  The per-call weights, frozen ones, and the blocks of
+ * backward's products over all steps are packed that way, the same for both
+ * instruction sets. */
+#ifndef FASTRNN_PACKED_H
+#define FASTRNN_PACKED_H
 
 #include <stdint.h>
 
-/* -DFR_NO_AVX512 builds without them (the BLAS path everywhere). */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(FR_NO_AVX512)
-#define FR_HAVE_AVX512 1
+/* -DFR_NO_PACKED builds without them (the BLAS path everywhere). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(FR_NO_PACKED)
+#define FR_HAVE_PACKED 1
 #else
-#define FR_HAVE_AVX512 0
+#define FR_HAVE_PACKED 0
 #endif
 
 #define FR_PANEL 16
@@ -33,7 +38,7 @@ static inline int64_t fr_packed_size(int64_t K, int64_t n) { return fr_panels(n)
 /* Floats of fr_gemm_blocked's scratch for products with n columns. */
 static inline int64_t fr_blocked_scratch(int64_t n) { return fr_packed_size(FR_KC, n) + FR_MC * FR_KC; }
 
-#if FR_HAVE_AVX512
+#if FR_HAVE_PACKED
 /* Pack B (K x n) with B[k][c] = M[k][col0 + c]: n columns of M (row stride ldm). */
 void fr_pack_cols(float *dst, const float *M, int64_t ldm, int64_t col0, int64_t n, int64_t K);
 
@@ -62,12 +67,30 @@ void fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *
                      const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate,
                      float *scratch);
 
-/* out[j] = sigmoid(pre[j]) (or tanh(pre[j]) with tanh_) for j < n, sixteen at a time. */
+/* The same products for one instruction set (avx512.c, avx2.c), which the
+ * entry points above choose between. */
+#define FR_PACKED_KERNELS(isa)                                                                   \
+    void fr_pack_rows_##isa(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n,    \
+                            int64_t K);                                                          \
+    void fr_packed_gemm_##isa(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,      \
+                              const float *Bp, float *C, int64_t ldc, const float *add,          \
+                              int64_t ld_add);                                                   \
+    void fr_dot_rows_##isa(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,         \
+                           const float *B, int64_t ldb, float *C, int64_t ldc, int accumulate);  \
+    void fr_gemm_blocked_##isa(int a_trans, int64_t m, int64_t n, int64_t K, const float *A,     \
+                               int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,  \
+                               int accumulate, float *scratch);
+FR_PACKED_KERNELS(avx512)
+FR_PACKED_KERNELS(avx2)
+#undef FR_PACKED_KERNELS
+
+/* out[j] = sigmoid(pre[j]) (or tanh(pre[j]) with tanh_) for j < n, sixteen at a
+ * time: AVX-512 only. */
 void fr_act_avx512(int tanh_, const float *pre, float *out, int64_t n);
 
 /* One row of the default LSTM's step (sigmoid, tanh, tanh; no clip, peepholes
  * or coupled gates) for n units: the gates i, f, g, o `stride` apart from pre,
- * c' = f c + i g in place, h = o tanh(c'). */
+ * c' = f c + i g in place, h = o tanh(c').  AVX-512 only. */
 void fr_lstm_gates_avx512(int64_t n, const float *pre, int64_t stride, float *c, float *h);
 #endif
 
