@@ -61,23 +61,28 @@ FR_INLINE void fr_transpose8(__m256 r[8])
 
 /* Pack B[k][c] = M[row0 + c][k] (B is the transpose of n rows of M, row stride
  * ldm): eight rows by eight k at a time, transposed in registers (rows past n
- * read as zeros, k past K masked off), two blocks of rows to a panel. */
+ * read as zeros, k past K masked off), both halves of a panel's eight lines
+ * one after the other, while the lines are in L1. */
 FR_TARGET void
 fr_pack_rows_avx2(float *dst, const float *M, int64_t ldm, int64_t row0, int64_t n, int64_t K)
 {
     for (int64_t p = 0; p < fr_panels(n); p++) {
         float *panel = dst + p * FR_PANEL * K;
-        for (int half = 0; half < 2; half++) {
-            int64_t first = p * FR_PANEL + 8 * half, width = n - first;
-            const float *src = M + (row0 + first) * ldm;
-            for (int64_t k0 = 0; k0 < K; k0 += 8) {
-                int64_t left = K - k0;
+        for (int64_t k0 = 0; k0 < K; k0 += 8) {
+            int64_t left = K - k0;
+            for (int half = 0; half < 2; half++) {
+                int64_t first = p * FR_PANEL + 8 * half, width = n - first;
+                const float *src = M + (row0 + first) * ldm + k0;
                 __m256 r[8];
                 for (int c = 0; c < 8; c++)
-                    r[c] = c < width ? fr_load8(src + c * ldm + k0, left) : _mm256_setzero_ps();
+                    r[c] = c < width ? fr_load8(src + c * ldm, left) : _mm256_setzero_ps();
                 fr_transpose8(r);
-                for (int k = 0; k < 8 && k < left; k++)
-                    _mm256_storeu_ps(panel + (k0 + k) * FR_PANEL + 8 * half, r[k]);
+                if (left >= 8)
+                    for (int k = 0; k < 8; k++)
+                        _mm256_storeu_ps(panel + (k0 + k) * FR_PANEL + 8 * half, r[k]);
+                else
+                    for (int k = 0; k < left; k++)
+                        _mm256_storeu_ps(panel + (k0 + k) * FR_PANEL + 8 * half, r[k]);
             }
         }
     }
@@ -152,11 +157,13 @@ fr_micro_avx2(const int mr, const int np, int64_t K, const float *A, int64_t ars
 /* Rows r .. r + mr (mr <= FR_MR) of C against K rows of panels p and p + 1
  * of Bp (B packed `depth` rows deep, n columns in all): fr_micro_avx2 on both
  * panels at once for up to three rows, one after the other for more (the
- * prefetch goes with the first). */
+ * prefetch goes with the first).  `half` 0 or 1 does only the first or the
+ * second of those (the first both for up to three rows), FR_BOTH both. */
+#define FR_BOTH 2
 FR_INLINE void
 fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const float *Bp,
               int64_t depth, int64_t p, int64_t n, float *C, int64_t ldc, const float *add,
-              int64_t ld_add, const char *ahead, int shift)
+              int64_t ld_add, const char *ahead, int shift, int half)
 {
     const float *B0 = Bp + p * FR_PANEL * depth, *B1 = B0 + FR_PANEL * depth;
     int two = p + 1 < fr_panels(n);
@@ -167,6 +174,11 @@ fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const
     fr_micro_avx2(rows, panels, K, A, ars, aks, b, b + FR_PANEL * depth, C + (col), ldc, w,     \
                   add ? add + (col) : NULL, ld_add, pf, shift)
     if (two && mr <= 3) {
+        if (half == 1) { /* done with the first: only its share of the fetch */
+            for (int64_t k = 0; ahead && k < K; k += (int64_t)1 << shift)
+                _mm_prefetch(ahead + (k >> shift) * 64, _MM_HINT_T1);
+            return;
+        }
         switch (mr) {
         case 3: FR_MICRO(3, 2, B0, 0, width, ahead); break;
         case 2: FR_MICRO(2, 2, B0, 0, width, ahead); break;
@@ -174,9 +186,9 @@ fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const
         }
         return;
     }
-    for (int q = 0; q < 1 + two; q++) {
+    for (int q = half == 1; q < (half == 0 ? 1 : 1 + two); q++) {
         const float *b = q ? B1 : B0;
-        const char *pf = q ? NULL : ahead;
+        const char *pf = q == (half == 1) ? ahead : NULL;
         int64_t col = q * FR_PANEL, w = width - col;
         switch (mr) {
         case 6: FR_MICRO(6, 1, b, col, w, pf); break;
@@ -324,12 +336,17 @@ fr_dot_rows_avx2(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, c
 }
 
 /* As avx512.c: rows of A read against one panel pair before the next pair, a
- * block that stays in L2; deeper products in blocks of FR_K_BLOCK rows of B;
- * a B of 1 MB or more has its next pair of panels fetched ahead. */
+ * block that stays in L2; deeper products in blocks of FR_K_BLOCK rows of B
+ * (but for a few rows); a B of 1 MB or more has its next pair of panels
+ * fetched ahead. */
 #define FR_A_BLOCK_FLOATS 32768
 #define FR_K_DEEP 1024
 #define FR_K_BLOCK 512
 #define FR_FETCH_AHEAD_FLOATS (1 << 18)
+/* Up to this many rows (one step of a small batch) a deep product runs in
+ * one block, fetched ahead: the rows of A come from L2 instead of L1, but
+ * the weight streams in one pass instead of one per block. */
+#define FR_FEW_ROWS 8
 
 /* K rows of B from row k0 (of `depth`), against A's columns from k0. */
 FR_TARGET static void
@@ -342,24 +359,30 @@ packed_block(int64_t m, int64_t n, int64_t K, int64_t depth, int64_t k0, const f
     Bp += k0 * FR_PANEL;
     for (int64_t m0 = 0; m0 < m; m0 += mb) {
         int64_t m1 = m0 + mb < m ? m0 + mb : m, groups = (m1 - m0 + FR_MR - 1) / FR_MR;
-        /* the next pair's 2K lines, a share per row group (avx512.c) */
+        /* The row groups run over one panel (16 K floats) at a time, so that
+         * it and a tile's rows of A stay in a 32 KB L1 (up to three rows take
+         * both panels at once).  Meanwhile the next pair's 2K lines are
+         * fetched, K in each half, a share of them by each of the first
+         * 2^shift groups (2^shift <= groups). */
         int shift = 0;
-        while ((2 << shift) < groups)
+        while ((2 << shift) <= groups)
             shift++;
         int ahead = K == depth && n * K >= FR_FETCH_AHEAD_FLOATS;
         for (int64_t p = 0; p < panels; p += 2) {
             const char *next = ahead && p + 2 < panels
                                    ? (const char *)(Bp + (p + 2) * FR_PANEL * depth) : NULL;
-            for (int64_t r = m0, g = 0; r < m1; r += FR_MR, g++) {
-                int mr = m1 - r < FR_MR ? (int)(m1 - r) : FR_MR;
-                const float *add_r = add ? add + r * ld_add : NULL;
-                if (next)
-                    fr_panel_pair(mr, K, A + r * lda, lda, 1, Bp, depth, p, n, C + r * ldc, ldc,
-                                  add_r, ld_add, next + g * (K >> shift) * 64, shift);
-                else
-                    fr_panel_pair(mr, K, A + r * lda, lda, 1, Bp, depth, p, n, C + r * ldc, ldc,
-                                  add_r, ld_add, NULL, 0);
-            }
+            for (int half = 0; half < 2; half++)
+                for (int64_t r = m0, g = 0; r < m1; r += FR_MR, g++) {
+                    int mr = m1 - r < FR_MR ? (int)(m1 - r) : FR_MR;
+                    const float *add_r = add ? add + r * ld_add : NULL;
+                    if (next && g < (1 << shift))
+                        fr_panel_pair(mr, K, A + r * lda, lda, 1, Bp, depth, p, n, C + r * ldc,
+                                      ldc, add_r, ld_add, next + (half * K + g * (K >> shift)) * 64,
+                                      shift, half);
+                    else
+                        fr_panel_pair(mr, K, A + r * lda, lda, 1, Bp, depth, p, n, C + r * ldc,
+                                      ldc, add_r, ld_add, NULL, 0, half);
+                }
         }
     }
 }
@@ -374,7 +397,7 @@ fr_packed_gemm_avx2(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda
         fr_row_avx2(K, A, Bp, fr_panels(n), C, n, add);
         return;
     }
-    if (K <= FR_K_DEEP) {
+    if (K <= FR_K_DEEP || m <= FR_FEW_ROWS) {
         packed_block(m, n, K > 0 ? K : 1, K, 0, A, lda, Bp, C, ldc, add, ld_add);
         return;
     }
@@ -421,9 +444,11 @@ fr_gemm_blocked_avx2(int a_trans, int64_t m, int64_t n, int64_t K, const float *
                 float *Cr = C + r * ldc;
                 for (int64_t p = 0; p < panels; p += 2) {
                     if (a_trans) /* packed: step k's values FR_PANEL apart */
-                        fr_panel_pair(mr, kc, Ar, 1, FR_PANEL, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL, ldc, NULL, 0);
+                        fr_panel_pair(mr, kc, Ar, 1, FR_PANEL, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL,
+                                      ldc, NULL, 0, FR_BOTH);
                     else
-                        fr_panel_pair(mr, kc, Ar, lda, 1, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL, ldc, NULL, 0);
+                        fr_panel_pair(mr, kc, Ar, lda, 1, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL,
+                                      ldc, NULL, 0, FR_BOTH);
                 }
                 r += mr;
             }
