@@ -106,8 +106,8 @@ FR_CLONES static void act_forward(const fr_act *act, REAL clip, const REAL *rest
         for (int64_t j = 0; j < n; j++)
             out[j] = act_value(act->code, a, b, clip_value(clip, pre[j]));
 #if FR_REAL_IS_FLOAT && FR_HAVE_PACKED
-    } else if (fr_packed_isa() == FR_ISA_AVX512) { /* sixteen at a time (avx512.c) */
-        fr_act_avx512(act->code == FR_TANH, pre, out, n);
+    } else if (fr_packed_enabled()) { /* a vector at a time (avx512.c, avx2.c) */
+        fr_act_vector(act->code == FR_TANH, pre, out, n);
 #endif
     } else if (act->code == FR_SIGMOID) {
 #pragma omp simd

@@ -455,4 +455,87 @@ fr_gemm_blocked_avx2(int a_trans, int64_t m, int64_t n, int64_t K, const float *
         }
     }
 }
+
+/* The float sigmoid and tanh eight at a time: avx512.c's steps (fr_exp's
+ * polynomial as fused multiply-adds, each division as a reciprocal estimate,
+ * here 12-bit, refined by one Newton step). */
+FR_INLINE __m256 fr_exp8(__m256 x)
+{
+    /* clamp with x second: max/min return their second operand for NaN */
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-88.0f), x));
+    const __m256 shifter = _mm256_set1_ps(12582912.0f);
+    __m256 kf = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shifter);
+    __m256i kbits = _mm256_castps_si256(kf);
+    kf = _mm256_sub_ps(kf, shifter);
+    __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(1.42860682030941723e-06f), r);
+    __m256 p = _mm256_set1_ps(1.98412698e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.38888889e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.33333333e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.16666667e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.66666667e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i sbits = _mm256_slli_epi32(
+        _mm256_add_epi32(kbits, _mm256_set1_epi32((int)(127u - 0x4B400000u))), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(sbits));
+}
+
+FR_INLINE __m256 fr_recip8(__m256 d)
+{
+    __m256 r = _mm256_rcp_ps(d);
+    return _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(1.0f)), r);
+}
+
+FR_INLINE __m256 fr_sigmoid8(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return fr_recip8(_mm256_add_ps(one, fr_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+FR_INLINE __m256 fr_tanh8(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    __m256 ax = _mm256_andnot_ps(sign, x);
+    __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 q = _mm256_set1_ps(-8.86323552e-3f);
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(2.18694885e-2f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-5.39682540e-2f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(1.33333333e-1f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-3.33333333e-1f));
+    __m256 small = _mm256_mul_ps(x, _mm256_fmadd_ps(q, x2, one)); /* keeps tanh(-0) = -0 */
+    __m256 e = fr_exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), ax));
+    __m256 big = _mm256_mul_ps(_mm256_sub_ps(one, e), fr_recip8(_mm256_add_ps(one, e)));
+    big = _mm256_or_ps(big, _mm256_and_ps(x, sign));
+    __m256 near0 = _mm256_cmp_ps(ax, _mm256_set1_ps(0.25f), _CMP_LT_OQ);
+    return _mm256_blendv_ps(big, small, near0);
+}
+
+/* out[j] = sigmoid(pre[j]) or tanh(pre[j]) for j < n. */
+FR_TARGET void fr_act_avx2(int tanh_, const float *pre, float *out, int64_t n)
+{
+    for (int64_t j = 0; j < n; j += 8) {
+        __m256 x = fr_load8(pre + j, n - j);
+        fr_store8(out + j, n - j, tanh_ ? fr_tanh8(x) : fr_sigmoid8(x));
+    }
+}
+
+/* One row of the default LSTM's step for n units, eight at a time (avx512.c's
+ * fr_lstm_gates_avx512): the same operations in the same order as the gate
+ * pass over fr_act_avx2's vectors, so the same bits. */
+FR_TARGET void fr_lstm_gates_avx2(int64_t n, const float *pre, int64_t stride, float *c, float *h)
+{
+    for (int64_t j = 0; j < n; j += 8) {
+        int64_t left = n - j;
+        const float *p = pre + j;
+        __m256 vi = fr_sigmoid8(fr_load8(p, left));
+        __m256 vf = fr_sigmoid8(fr_load8(p + stride, left));
+        __m256 vg = fr_tanh8(fr_load8(p + 2 * stride, left));
+        __m256 vo = fr_sigmoid8(fr_load8(p + 3 * stride, left));
+        __m256 cn = _mm256_add_ps(_mm256_mul_ps(vf, fr_load8(c + j, left)), _mm256_mul_ps(vi, vg));
+        fr_store8(c + j, left, cn);
+        fr_store8(h + j, left, _mm256_mul_ps(vo, fr_tanh8(cn)));
+    }
+}
 #endif

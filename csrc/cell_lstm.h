@@ -8,13 +8,13 @@
  * runs on the thread's rows and units (context.h), with a barrier before the
  * projection and its gradient under a hidden split; products via products.h. */
 
-/* Whether a step's gate pass can run as one vector pass per row (avx512.c's
- * fr_lstm_gates_avx512): float32 with AVX-512, the default activations, no
+/* Whether a step's gate pass can run as one vector pass per row (packed.h's
+ * fr_lstm_gates_vector): float32 on the packed path, the default activations, no
  * clip, peepholes or coupled gates. */
 static inline int lstm_gates_fused(const ctx *c)
 {
     const fr_act *a = c->cell->act;
-    return FR_PACKED_PATH && fr_packed_isa() == FR_ISA_AVX512 && c->clip == 0 && !c->L->weight_peephole
+    return FR_PACKED_PATH && fr_packed_enabled() && c->clip == 0 && !c->L->weight_peephole
            && !c->cell->input_forget && a[0].code == FR_SIGMOID && a[1].code == FR_TANH
            && a[2].code == FR_TANH;
 }
@@ -27,7 +27,7 @@ FR_CLONES static void lstm_gates(const ctx *c, const work *w, int fused, REAL *p
     int64_t nu = w->j1 - w->j0, H = c->H, j0 = w->j0;
 #if FR_PACKED_PATH
     if (fused) {
-        fr_lstm_gates_avx512(nu, pre, H, cn, ho);
+        fr_lstm_gates_vector(nu, pre, H, cn, ho);
         return;
     }
 #else

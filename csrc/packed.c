@@ -73,4 +73,20 @@ void fr_gemm_blocked(int a_trans, int64_t m, int64_t n, int64_t K, const float *
     else
         fr_gemm_blocked_avx2(a_trans, m, n, K, A, lda, B, ldb, C, ldc, accumulate, scratch);
 }
+
+void fr_act_vector(int tanh_, const float *pre, float *out, int64_t n)
+{
+    if (wide())
+        fr_act_avx512(tanh_, pre, out, n);
+    else
+        fr_act_avx2(tanh_, pre, out, n);
+}
+
+void fr_lstm_gates_vector(int64_t n, const float *pre, int64_t stride, float *c, float *h)
+{
+    if (wide())
+        fr_lstm_gates_avx512(n, pre, stride, c, h);
+    else
+        fr_lstm_gates_avx2(n, pre, stride, c, h);
+}
 #endif

@@ -2,9 +2,9 @@
  * weights, the few-row dot products and backward's blocked products, each
  * written twice, for AVX-512 (avx512.c) and for AVX2 with FMA (avx2.c), and
  * compiled once with target attributes, so that the rest of the build needs
- * no -march flag.  The entry points below (packed.c) run the widest set the
- * CPU has and fr_packed_isa() names (fastrnn.h); the vector sigmoid, tanh and
- * LSTM gate pass exist for AVX-512 only.
+ * no -march flag; likewise the vector sigmoid, tanh and LSTM gate pass.  The
+ * entry points below (packed.c) run the set that fr_packed_isa() names
+ * (fastrnn.h).
  *
  * "Packed" means one thing in fastrnn: a matrix laid out in panels of
  * FR_PANEL columns, panel p holding columns 16p .. 16p + 15 of every row k
@@ -84,14 +84,19 @@ FR_PACKED_KERNELS(avx512)
 FR_PACKED_KERNELS(avx2)
 #undef FR_PACKED_KERNELS
 
-/* out[j] = sigmoid(pre[j]) (or tanh(pre[j]) with tanh_) for j < n, sixteen at a
- * time: AVX-512 only. */
-void fr_act_avx512(int tanh_, const float *pre, float *out, int64_t n);
+/* out[j] = sigmoid(pre[j]) (or tanh(pre[j]) with tanh_) for j < n, a vector at
+ * a time. */
+void fr_act_vector(int tanh_, const float *pre, float *out, int64_t n);
 
 /* One row of the default LSTM's step (sigmoid, tanh, tanh; no clip, peepholes
  * or coupled gates) for n units: the gates i, f, g, o `stride` apart from pre,
- * c' = f c + i g in place, h = o tanh(c').  AVX-512 only. */
+ * c' = f c + i g in place, h = o tanh(c'); fr_act_vector's values, so its bits. */
+void fr_lstm_gates_vector(int64_t n, const float *pre, int64_t stride, float *c, float *h);
+
+void fr_act_avx512(int tanh_, const float *pre, float *out, int64_t n);
+void fr_act_avx2(int tanh_, const float *pre, float *out, int64_t n);
 void fr_lstm_gates_avx512(int64_t n, const float *pre, int64_t stride, float *c, float *h);
+void fr_lstm_gates_avx2(int64_t n, const float *pre, int64_t stride, float *c, float *h);
 #endif
 
 #endif
