@@ -7,7 +7,7 @@
  * n / blocks rows on its own, so that a block's units start at a panel):
  *   FR_FORMAT_DENSE        the float32 or float64 weight as it lies (nothing
  *                          prepared: the module's own call, fr_forward_*)
- *   FR_FORMAT_PANELS       float32 panels of 16 rows (avx512.h's fr_pack_rows),
+ *   FR_FORMAT_PANELS       float32 panels of 16 rows (packed.h's fr_pack_rows),
  *                          read by fr_packed_gemm; only where the CPU has AVX-512
  *   FR_FORMAT_BF16_PANELS  bfloat16 panels (lowp.h, fr_bf16_prepare)
  *   FR_FORMAT_INT8_PANELS  int8 panels, row scales and column sums (fr_int8_prepare)
@@ -48,8 +48,8 @@ typedef struct {
     const fr_prepared *weight_ih, *weight_hh, *weight_hr;
 } fr_frozen_dir;
 
-/* 1 where FR_FORMAT_PANELS can run: built with the AVX-512 kernels, on a CPU
- * that has them (after fr_init). */
+/* 1 where FR_FORMAT_PANELS can run: built with the packed kernels, on a CPU
+ * with AVX-512 or AVX2 and FMA (after fr_init). */
 int fr_panels_available(void);
 
 /* Bytes of the caller's memory for W (blocks * n rows of K) in `format`,

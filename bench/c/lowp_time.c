@@ -80,8 +80,8 @@ int main(int argc, char **argv)
             ms[i] = atoll(argv[i + 1]);
     }
     fr_init();
-    if (!fr_cpu_flags().avx512f) {
-        fprintf(stderr, "lowp_time: no AVX-512, so no float32 packed kernel to compare with\n");
+    if (!fr_packed_enabled()) {
+        fprintf(stderr, "lowp_time: no AVX2 or AVX-512, so no float32 packed kernel to compare with\n");
         return 1;
     }
     if (getenv("LOWP_PORTABLE") && atoi(getenv("LOWP_PORTABLE")))

@@ -437,7 +437,7 @@ static int run_case(const spec *s, uint64_t seed)
             char run[96];
             fr_set_packed(packed);
             if (packed && !fr_packed_enabled())
-                break; /* no AVX-512: the BLAS run was the only one */
+                break; /* no AVX2 or AVX-512: the BLAS run was the only one */
             snprintf(run, sizeof run, "float32, %s products, %d thread%s",
                      packed ? "vectorised" : "BLAS", threads, threads > 1 ? "s" : "");
             note_plan(s, threads);
@@ -461,7 +461,7 @@ int main(int argc, char **argv)
     int failures = 0, ran = 0;
     printf("fastrnn C driver: OpenMP %s, vectorised float32 kernels %s\n",
            fr_openmp_enabled() ? "on" : "off",
-           fr_packed_enabled() ? "on (the CPU has AVX-512)" : "off (no AVX-512: BLAS products only)");
+           fr_packed_enabled() ? "on (the CPU has AVX-512 or AVX2)" : "off (neither: BLAS products only)");
     for (size_t k = 0; k < N_CASES; k++) {
         const spec *s = &CASES[k];
         if (only && !strstr(s->name, only))
