@@ -51,7 +51,7 @@ int fr_packed_enabled(void) { return packed_isa != FR_ISA_NONE; }
 void fr_set_packed_isa(int isa)
 {
     fr_init();
-    packed_isa = isa < best_isa ? (isa > FR_ISA_NONE ? isa : FR_ISA_NONE) : best_isa;
+    packed_isa = isa < FR_ISA_NONE ? FR_ISA_NONE : isa < best_isa ? isa : best_isa;
 }
 
 void fr_set_packed(int enabled) { fr_set_packed_isa(enabled ? FR_ISA_AVX512 : FR_ISA_NONE); }

@@ -52,16 +52,29 @@ def largest_errors(request):
 PATHS = ("avx512", "avx2", "blas")
 
 
-def _use_path(path):
-    """Switch the float32 products to one path; a generator that restores the switch."""
+def _choose_path(path):
+    """Switch the float32 products to one path, or skip where the CPU lacks it."""
     if path != "blas" and path not in _core.packed_isas():
         pytest.skip(f"this CPU has no {path.upper()}: those kernels do not run here")
-    was = _core.packed_isa()
     _core.set_packed(path if path != "blas" else False)
+
+
+def _use_path(path):
+    """_choose_path as a generator that restores the switch."""
+    was = _core.packed_isa()
     try:
+        _choose_path(path)
         yield path
     finally:
         _core.set_packed(was or False)
+
+
+@pytest.fixture
+def set_product_path():
+    """_choose_path for one test, as often as it likes; the switch restored after."""
+    was = _core.packed_isa()
+    yield _choose_path
+    _core.set_packed(was or False)
 
 
 @pytest.fixture(params=PATHS)

@@ -57,19 +57,6 @@ def check_module(m, x, lengths, dtype):
     return y
 
 
-@pytest.fixture
-def set_product_path():
-    """Sets the product path ("avx512", "avx2", "blas") for one test, then restores the one found."""
-    was = _core.packed_isa()
-
-    def choose(path):
-        if path != "blas" and path not in _core.packed_isas():
-            pytest.skip(f"this CPU has no {path.upper()}: those products do not run")
-        _core.set_packed(path if path != "blas" else False)
-    yield choose
-    _core.set_packed(was or False)
-
-
 @pytest.mark.parametrize("path", ["blas", "avx2", "avx512"])
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_every_product_path_matches_reference(mode, path, set_product_path):
