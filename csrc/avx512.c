@@ -76,6 +76,15 @@ fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t ak
     __m512 c0[8], c1[8];
     for (int r = 0; r < mr; r++)
         c0[r] = c1[r] = _mm512_setzero_ps();
+    /* The tile's lines of C are read (to add onto) or written after the last
+     * k: fetched now, they arrive while the sums run.  Where C is megabytes
+     * (an input product over many steps, backward's blocked products, which
+     * add onto C at each block of k) they would otherwise come from L3 or
+     * memory at the end of every tile. */
+    for (int r = 0; r < mr; r++) {
+        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + r * ldc + FR_PANEL), _MM_HINT_T0);
+    }
     for (int64_t k = 0; k < K; k++) {
         if (ahead && (k & ((1 << shift) - 1)) == 0) /* a line of the next panels, into L2 */
             _mm_prefetch(ahead + (k >> shift) * 64, _MM_HINT_T1);
