@@ -90,8 +90,11 @@ static void weight_grads(const ctx *c, REAL *blocks, int k, int parts)
     }
     if (L->dbias_ih)
         column_sums(dgx + a, GH, TN, b - a, L->dbias_ih + a);
-    if (L->dbias_hh) {
-        column_sums(dgx + a, GH, TN, split - a, L->dbias_hh + a);
+    if (L->dbias_hh) { /* the same sums as db_ih's over [a, split): copied, not summed again */
+        if (L->dbias_ih)
+            memcpy(L->dbias_hh + a, L->dbias_ih + a, (size_t)(split - a) * sizeof(REAL));
+        else
+            column_sums(dgx + a, GH, TN, split - a, L->dbias_hh + a);
         if (gru && b > split) {
             if (c->cell->linear_before_reset)
                 column_sums(W(c, c->lay.daux) + (split - 2 * H), H, TN, b - split,
