@@ -11,6 +11,7 @@ arrays arrive C-contiguous, of the kernel's dtype and of the right shapes.
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS
+from cpython.ref cimport Py_REFCNT
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -325,12 +326,48 @@ cdef int _check(fr_status status) except -1:
     return 0
 
 
+# Forward's saved blocks are kept likewise, up to this many bytes per Python
+# thread: a block that no cache holds any longer goes to the next forward that
+# needs one of its size.  A training step's saved block is tens of megabytes
+# at the larger shapes, past glibc's mmap threshold, so a fresh one is pages
+# faulted in and zeroed on every step.
+KEEP_SAVED_BYTES = 256 << 20
+
+
+cdef bint _unheld(object buf):
+    """Whether nothing but the kept list (and the caller's loop) refers to buf, an
+    _aligned_empty view, or to the bytes under it (views of it refer to those)."""
+    base = buf.base
+    return Py_REFCNT(buf) == 2 and Py_REFCNT(base) == 2
+
+
 def new_saved(cell, tuple dims, dtype):
     """The block that forward-for-training saves per direction (uninitialised,
-    from a 64-byte boundary: the products write its gate rows)."""
+    from a 64-byte boundary: the products write its gate rows): a kept one that
+    nothing holds any longer, else a new one, kept while KEEP_SAVED_BYTES allows
+    (making room by letting go of kept blocks that nothing holds)."""
     cdef fr_cell c = _make_cell(cell)
     cdef fr_dims d = _make_dims(dims)
-    return _aligned_empty(fr_saved_size(&c, &d), np.dtype(dtype))
+    cdef size_t n = fr_saved_size(&c, &d)
+    dtype = np.dtype(dtype)
+    kept = getattr(_kept, "saved", None)
+    if kept is None:
+        kept = _kept.saved = []
+    for buf in kept:
+        if buf.size == n and buf.dtype == dtype and _unheld(buf):
+            return buf
+    buf = _aligned_empty(n, dtype)
+    cdef size_t total = sum(b.nbytes for b in kept) + buf.nbytes
+    cdef Py_ssize_t i = 0
+    while total > KEEP_SAVED_BYTES and i < len(kept):
+        if _unheld(kept[i]):
+            total -= kept[i].nbytes
+            del kept[i]
+        else:
+            i += 1
+    if total <= KEEP_SAVED_BYTES:
+        kept.append(buf)
+    return buf
 
 
 cdef fr_dims _call_dims(tuple dims, list dirs) except *:
