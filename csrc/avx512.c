@@ -67,11 +67,13 @@ fr_pack_rows_avx512(float *dst, const float *M, int64_t ldm, int64_t row0, int64
  * row r of `add` (row stride ld_add: C itself to accumulate, 0 for one bias
  * row under every row) unless add is NULL; a(r, k) = A[r * ars + k * aks]
  * (rows of A as they lie: ars = lda, aks = 1).  With `ahead`, one cache line
- * from there every 2^shift k is fetched into L2 on the way. */
+ * from there every 2^shift k (two at every k with `both`, a compile-time
+ * constant as mr is) is fetched into L2 on the way. */
 FR_INLINE void
 fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t aks,
                 const float *B0, const float *B1, float *C, int64_t ldc, __mmask16 m0,
-                __mmask16 m1, const float *add, int64_t ld_add, const char *ahead, int shift)
+                __mmask16 m1, const float *add, int64_t ld_add, const char *ahead, int shift,
+                const int both)
 {
     __m512 c0[8], c1[8];
     for (int r = 0; r < mr; r++)
@@ -86,8 +88,12 @@ fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t ak
         _mm_prefetch((const char *)(C + r * ldc + FR_PANEL), _MM_HINT_T0);
     }
     for (int64_t k = 0; k < K; k++) {
-        if (ahead && (k & ((1 << shift) - 1)) == 0) /* a line of the next panels, into L2 */
+        if (ahead && both) { /* the next panels, into L2: two lines at every k */
+            _mm_prefetch(ahead + k * 128, _MM_HINT_T1);
+            _mm_prefetch(ahead + k * 128 + 64, _MM_HINT_T1);
+        } else if (ahead && (k & ((1 << shift) - 1)) == 0) { /* one every 2^shift k */
             _mm_prefetch(ahead + (k >> shift) * 64, _MM_HINT_T1);
+        }
         __m512 b0 = _mm512_loadu_ps(B0 + k * FR_PANEL);
         __m512 b1 = _mm512_loadu_ps(B1 + k * FR_PANEL);
         for (int r = 0; r < mr; r++) {
@@ -114,7 +120,7 @@ fr_micro_avx512(const int mr, int64_t K, const float *A, int64_t ars, int64_t ak
 FR_INLINE void
 fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const float *Bp,
               int64_t depth, int64_t p, int64_t n, float *C, int64_t ldc, const float *add,
-              int64_t ld_add, const char *ahead, int shift)
+              int64_t ld_add, const char *ahead, int shift, const int both)
 {
     const float *B0 = Bp + p * FR_PANEL * depth;
     int two = p + 1 < fr_panels(n);
@@ -123,14 +129,14 @@ fr_panel_pair(int mr, int64_t K, const float *A, int64_t ars, int64_t aks, const
     C += p * FR_PANEL;
     add = add ? add + p * FR_PANEL : NULL;
     switch (mr) {
-    case 8: fr_micro_avx512(8, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
-    case 7: fr_micro_avx512(7, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
-    case 6: fr_micro_avx512(6, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
-    case 5: fr_micro_avx512(5, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
-    case 4: fr_micro_avx512(4, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
-    case 3: fr_micro_avx512(3, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
-    case 2: fr_micro_avx512(2, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
-    default: fr_micro_avx512(1, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift); break;
+    case 8: fr_micro_avx512(8, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift, both); break;
+    case 7: fr_micro_avx512(7, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift, both); break;
+    case 6: fr_micro_avx512(6, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift, both); break;
+    case 5: fr_micro_avx512(5, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift, both); break;
+    case 4: fr_micro_avx512(4, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift, both); break;
+    case 3: fr_micro_avx512(3, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift, both); break;
+    case 2: fr_micro_avx512(2, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift, both); break;
+    default: fr_micro_avx512(1, K, A, ars, aks, B0, B1, C, ldc, m0, m1, add, ld_add, ahead, shift, both); break;
     }
 }
 
@@ -220,6 +226,14 @@ fr_dot_rows_avx512(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
  * it keeps of B beside the rows of A) has its next pair of panels fetched
  * ahead. */
 #define FR_FETCH_AHEAD_FLOATS (1 << 18)
+/* From this many floats (4 MB, of a shared L3) the weight comes from memory
+ * at every step even when warm: a lone group of rows, which runs alone over
+ * each pair of panels, fetches all of the next pair, not half. */
+#define FR_FETCH_ALL_FLOATS (1 << 20)
+/* Up to this many rows (one step of a small batch) a deep product runs in
+ * one block, fetched ahead: the weight streams from memory in one pass, not
+ * once per block of K with nothing fetched ahead. */
+#define FR_FEW_ROWS 8
 
 /* K rows of B from row k0 (of `depth`), against A's columns from k0. */
 FR_TARGET static void
@@ -240,18 +254,23 @@ packed_block(int64_t m, int64_t n, int64_t K, int64_t depth, int64_t k0, const f
         while ((2 << shift) < groups) /* 2^shift >= groups / 2: at most the 2K lines */
             shift++;
         int ahead = K == depth && n * K >= FR_FETCH_AHEAD_FLOATS;
+        int all = groups == 1 && n * K >= FR_FETCH_ALL_FLOATS;
         for (int64_t p = 0; p < panels; p += 2) {
             const char *next = ahead && p + 2 < panels
                                    ? (const char *)(Bp + (p + 2) * FR_PANEL * depth) : NULL;
             for (int64_t r = m0, g = 0; r < m1; r += 8, g++) {
                 int mr = m1 - r < 8 ? (int)(m1 - r) : 8;
                 const float *add_r = add ? add + r * ld_add : NULL;
-                if (next) /* (the copy without prefetches has none to test for) */
+                /* (a copy for each: the one without prefetches has none to test for) */
+                if (next && all)
                     fr_panel_pair(mr, K, A + r * lda, lda, 1, Bp, depth, p, n, C + r * ldc, ldc,
-                                  add_r, ld_add, next + g * (K >> shift) * 64, shift);
+                                  add_r, ld_add, next, 0, 1);
+                else if (next)
+                    fr_panel_pair(mr, K, A + r * lda, lda, 1, Bp, depth, p, n, C + r * ldc, ldc,
+                                  add_r, ld_add, next + g * (K >> shift) * 64, shift, 0);
                 else
                     fr_panel_pair(mr, K, A + r * lda, lda, 1, Bp, depth, p, n, C + r * ldc, ldc,
-                                  add_r, ld_add, NULL, 0);
+                                  add_r, ld_add, NULL, 0, 0);
             }
         }
     }
@@ -266,7 +285,7 @@ fr_packed_gemm_avx512(int64_t m, int64_t n, int64_t K, const float *A, int64_t l
         fr_row_avx512(K, A, Bp, fr_panels(n), C, n, add);
         return;
     }
-    if (K <= FR_K_DEEP) {
+    if (K <= FR_K_DEEP || m <= FR_FEW_ROWS) {
         packed_block(m, n, K > 0 ? K : 1, K, 0, A, lda, Bp, C, ldc, add, ld_add);
         return;
     }
@@ -315,9 +334,9 @@ fr_gemm_blocked_avx512(int a_trans, int64_t m, int64_t n, int64_t K, const float
                 float *Cr = C + r * ldc;
                 for (int64_t p = 0; p < panels; p += 2) {
                     if (a_trans) /* packed: step k's values FR_PANEL apart */
-                        fr_panel_pair(mr, kc, Ar, 1, FR_PANEL, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL, ldc, NULL, 0);
+                        fr_panel_pair(mr, kc, Ar, 1, FR_PANEL, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL, ldc, NULL, 0, 0);
                     else
-                        fr_panel_pair(mr, kc, Ar, lda, 1, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL, ldc, NULL, 0);
+                        fr_panel_pair(mr, kc, Ar, lda, 1, Bp, kc, p, n, Cr, ldc, acc ? Cr : NULL, ldc, NULL, 0, 0);
                 }
             }
         }
