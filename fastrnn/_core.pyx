@@ -326,12 +326,13 @@ cdef int _check(fr_status status) except -1:
     return 0
 
 
-# Forward's saved blocks are kept likewise, up to this many bytes per Python
-# thread: a block that no cache holds any longer goes to the next forward that
-# needs one of its size.  A training step's saved block is tens of megabytes
-# at the larger shapes, past glibc's mmap threshold, so a fresh one is pages
-# faulted in and zeroed on every step.
-KEEP_SAVED_BYTES = 256 << 20
+# The blocks a training step's cache holds (forward's saved blocks, the
+# module's copies of its parameters) are kept likewise, up to this many bytes
+# per Python thread: a block that no cache holds any longer goes to the next
+# step that needs one of its size.  At the larger shapes they are tens of
+# megabytes each, past glibc's mmap threshold, so fresh ones are pages faulted
+# in and zeroed on every step.
+KEEP_CACHE_BYTES = 256 << 20
 
 
 cdef bint _unheld(object buf):
@@ -341,33 +342,40 @@ cdef bint _unheld(object buf):
     return Py_REFCNT(buf) == 2 and Py_REFCNT(base) == 2
 
 
-def new_saved(cell, tuple dims, dtype):
-    """The block that forward-for-training saves per direction (uninitialised,
-    from a 64-byte boundary: the products write its gate rows): a kept one that
-    nothing holds any longer, else a new one, kept while KEEP_SAVED_BYTES allows
-    (making room by letting go of kept blocks that nothing holds)."""
-    cdef fr_cell c = _make_cell(cell)
-    cdef fr_dims d = _make_dims(dims)
-    cdef size_t n = fr_saved_size(&c, &d)
+def kept_empty(shape, dtype):
+    """An uninitialised C-contiguous array of ``shape`` from a 64-byte boundary,
+    for a block that a training step's cache holds: a kept one that nothing holds
+    any longer, else a new one, kept while KEEP_CACHE_BYTES allows (making room by
+    letting go of kept blocks that nothing holds)."""
+    shape = tuple(shape)
+    cdef size_t n = math.prod(shape)
     dtype = np.dtype(dtype)
-    kept = getattr(_kept, "saved", None)
+    kept = getattr(_kept, "cache", None)
     if kept is None:
-        kept = _kept.saved = []
+        kept = _kept.cache = []
     for buf in kept:
         if buf.size == n and buf.dtype == dtype and _unheld(buf):
-            return buf
+            return buf.reshape(shape)
     buf = _aligned_empty(n, dtype)
     cdef size_t total = sum(b.nbytes for b in kept) + buf.nbytes
     cdef Py_ssize_t i = 0
-    while total > KEEP_SAVED_BYTES and i < len(kept):
+    while total > KEEP_CACHE_BYTES and i < len(kept):
         if _unheld(kept[i]):
             total -= kept[i].nbytes
             del kept[i]
         else:
             i += 1
-    if total <= KEEP_SAVED_BYTES:
+    if total <= KEEP_CACHE_BYTES:
         kept.append(buf)
-    return buf
+    return buf.reshape(shape)
+
+
+def new_saved(cell, tuple dims, dtype):
+    """The block that forward-for-training saves per direction (uninitialised,
+    from a 64-byte boundary: the products write its gate rows), from kept_empty."""
+    cdef fr_cell c = _make_cell(cell)
+    cdef fr_dims d = _make_dims(dims)
+    return kept_empty((fr_saved_size(&c, &d),), dtype)
 
 
 cdef fr_dims _call_dims(tuple dims, list dirs) except *:

@@ -34,6 +34,15 @@ def on_line(arr, dtype):
     return out
 
 
+def kept_copy(arr):
+    """A copy of the parameter ``arr`` for a training step's cache, in a block that
+    an earlier step's cache held once nothing holds it (``_core.kept_empty``): a
+    fresh copy of every weight on every step would fault in and zero its pages."""
+    out = _core.kept_empty(arr.shape, arr.dtype)
+    np.copyto(out, arr)
+    return out
+
+
 def config_property(name, doc):
     """A read-only attribute for the configuration value stored as ``_<name>``."""
     return property(lambda self: self.__dict__["_" + name], doc=doc)

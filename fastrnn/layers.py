@@ -18,7 +18,7 @@ from fastrnn._checks import (call_size_bounds, check_call_sizes, check_cell_clip
                              contiguous, describe, direction_cells, float_array,
                              layer_state, not_a_tuple, shape_str, state_halves,
                              time_major_input)
-from fastrnn._parameters import Parameters, config_property
+from fastrnn._parameters import Parameters, config_property, kept_copy
 
 __all__ = ["RNN", "LSTM", "GRU", "TrainCache"]
 
@@ -292,7 +292,7 @@ class _RNNBase(Parameters):
         # The cache must not see later changes to what the caller gave or to the
         # module's parameters: it holds its own copies.
         x_tm, h0, c0, lengths, batched = self._prepare(x, state0, lengths, training=True)
-        params = {name: value.copy() for name, value in self._params().items()}
+        params = {name: kept_copy(value) for name, value in self._params().items()}
         T, N, _ = x_tm.shape
         masks = None
         p = self._dropout

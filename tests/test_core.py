@@ -1,5 +1,5 @@
 """The Cython boundary: enums checked against fastrnn._cell, the CPU's flags,
-directions filled by name, forward's saved blocks kept between steps."""
+directions filled by name, the blocks of a training step's cache kept between steps."""
 
 import numpy as np
 import pytest
@@ -125,13 +125,14 @@ def test_saved_block_kept_once_nothing_holds_it():
 
 def test_kept_saved_blocks_stay_within_their_bound(monkeypatch):
     cell = Cell.make("gru")
-    monkeypatch.setattr(_core, "KEEP_SAVED_BYTES", 1 << 20)
+    monkeypatch.setattr(_core, "KEEP_CACHE_BYTES", 1 << 20)
     held = [_core.new_saved(cell, (64, 8, 4, 32, 0, 32, 1), np.float32) for _ in range(8)]
-    kept = _core._kept.saved
+    kept = _core._kept.cache
     assert sum(b.nbytes for b in kept) <= 1 << 20
     del held
     fresh = _core.new_saved(cell, (64, 8, 4, 48, 0, 48, 1), np.float32)  # room made for it
-    assert any(b is fresh for b in kept) and sum(b.nbytes for b in kept) <= 1 << 20
+    assert any(_address(b) == _address(fresh) for b in kept)
+    assert sum(b.nbytes for b in kept) <= 1 << 20
 
 
 def test_training_on_kept_saved_blocks_matches():
@@ -149,3 +150,35 @@ def test_training_on_kept_saved_blocks_matches():
         np.testing.assert_array_equal(first[0], again[0])
         for k in first[2]:
             np.testing.assert_array_equal(first[2][k], again[2][k])
+
+
+def test_kept_blocks_take_any_shape():
+    a = _core.kept_empty((3, 4, 5), np.float64)
+    assert a.shape == (3, 4, 5) and a.dtype == np.float64 and a.flags.c_contiguous
+    assert _address(a) % 64 == 0
+    where = _address(a)
+    del a
+    b = _core.kept_empty((6, 10), np.float64)       # the same size: the same block
+    assert _address(b) == where and b.shape == (6, 10)
+
+
+def test_cache_keeps_the_parameters_of_its_step():
+    """A cache's copies of the parameters are its own while it lives, though later
+    steps reuse the blocks of caches that are gone."""
+    m = fastrnn.LSTM(5, 6, seed=0)
+    x = np.random.default_rng(1).standard_normal((4, 2, 5)).astype(np.float32)
+    dy = np.ones((4, 2, 6), np.float32)
+    _, _, first = m.forward_train(x)
+    expected = m.backward(first, dy)
+    before = m.state_dict()
+    for k in before:
+        before[k] = before[k].copy()
+    for _ in range(3):          # steps on other weights while `first` lives
+        m.load_state_dict({k: v * 1.5 for k, v in before.items()})
+        _, _, other = m.forward_train(x)
+        m.backward(other, dy)
+        del other
+    again = m.backward(first, dy)
+    np.testing.assert_array_equal(expected[0], again[0])
+    for k in expected[2]:
+        np.testing.assert_array_equal(expected[2][k], again[2][k])
