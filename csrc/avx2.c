@@ -335,19 +335,6 @@ fr_dot_rows_avx2(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, c
     }
 }
 
-/* As avx512.c: rows of A read against one panel pair before the next pair, a
- * block that stays in L2; deeper products in blocks of FR_K_BLOCK rows of B
- * (but for a few rows); a B of 1 MB or more has its next pair of panels
- * fetched ahead. */
-#define FR_A_BLOCK_FLOATS 32768
-#define FR_K_DEEP 1024
-#define FR_K_BLOCK 512
-#define FR_FETCH_AHEAD_FLOATS (1 << 18)
-/* Up to this many rows (one step of a small batch) a deep product runs in
- * one block, fetched ahead: the rows of A come from L2 instead of L1, but
- * the weight streams in one pass instead of one per block. */
-#define FR_FEW_ROWS 8
-
 /* K rows of B from row k0 (of `depth`), against A's columns from k0. */
 FR_TARGET static void
 packed_block(int64_t m, int64_t n, int64_t K, int64_t depth, int64_t k0, const float *A,

@@ -215,25 +215,11 @@ fr_dot_rows_avx512(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda,
     }
 }
 
-/* Rows of A read against one panel pair before the next pair: a block that
- * stays in L2 while the pairs stream past (many rows: the input product). */
-#define FR_A_BLOCK_FLOATS 32768
-/* Deeper products run in blocks of FR_K_BLOCK rows of B (a pair of panels,
- * and the rows of A against it, stay in L2), each adding onto C. */
-#define FR_K_DEEP 1024
-#define FR_K_BLOCK 512
-/* A B of this many floats or more (1 MB: a core's L2 on Zen 4, and more than
- * it keeps of B beside the rows of A) has its next pair of panels fetched
- * ahead. */
-#define FR_FETCH_AHEAD_FLOATS (1 << 18)
-/* From this many floats (4 MB, of a shared L3) the weight comes from memory
- * at every step even when warm: a lone group of rows, which runs alone over
- * each pair of panels, fetches all of the next pair, not half. */
+/* The blocking of the packed product: packed.h.  From this many floats
+ * (4 MB, of a shared L3) the weight comes from memory at every step even
+ * when warm: a lone group of rows, which runs alone over each pair of
+ * panels, fetches all of the next pair, not half. */
 #define FR_FETCH_ALL_FLOATS (1 << 20)
-/* Up to this many rows (one step of a small batch) a deep product runs in
- * one block, fetched ahead: the weight streams from memory in one pass, not
- * once per block of K with nothing fetched ahead. */
-#define FR_FEW_ROWS 8
 
 /* K rows of B from row k0 (of `depth`), against A's columns from k0. */
 FR_TARGET static void

@@ -30,6 +30,22 @@
 #define FR_KC 256
 #define FR_MC 128
 
+/* The product over packed weights (fr_packed_gemm), both instruction sets:
+ * rows of A read against one panel pair before the next pair, a block of
+ * FR_A_BLOCK_FLOATS that stays in L2 while the pairs stream past (many rows:
+ * the input product); products deeper than FR_K_DEEP in blocks of FR_K_BLOCK
+ * rows of B (a pair of panels, and the rows of A against it, stay in L2),
+ * each adding onto C, but for up to FR_FEW_ROWS rows (one step of a small
+ * batch), which run in one block, fetched ahead, so that the weight streams
+ * from memory in one pass; a B of FR_FETCH_AHEAD_FLOATS or more (1 MB: a
+ * core's L2, more than it keeps of B beside the rows of A) has its next pair
+ * of panels fetched ahead. */
+#define FR_A_BLOCK_FLOATS 32768
+#define FR_K_DEEP 1024
+#define FR_K_BLOCK 512
+#define FR_FEW_ROWS 8
+#define FR_FETCH_AHEAD_FLOATS (1 << 18)
+
 static inline int64_t fr_panels(int64_t n) { return (n + FR_PANEL - 1) / FR_PANEL; }
 
 /* Floats of a packed K x n matrix. */
