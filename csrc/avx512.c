@@ -184,34 +184,80 @@ fr_row_avx512(int64_t K, const float *a, const float *B, int64_t panels, float *
     }
 }
 
-/* C (m x n, ldc) = A (m x K, lda) B^T, or += with accumulate, for a few rows of A
- * and B (n x K, ldb) as it lies: one dot product per row of B and of A, each row
- * of B streamed once for all m rows.  For one or two rows the product is all
- * memory traffic, and a BLAS GEMM would first copy B to its packed layout. */
-FR_TARGET void
-fr_dot_rows_avx512(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *B,
+/* Rows r < mr (<= 4) of A against rows q < nb (<= 4) of B: mr x nb dot
+ * products side by side, sixteen k at a time, so that each vector of B read
+ * serves every row of A and each of A every row of B (a masked tail for the
+ * last k). */
+FR_INLINE void
+fr_dot_tile(const int mr, const int nb, int64_t K, const float *A, int64_t lda, const float *B,
             int64_t ldb, float *C, int64_t ldc, int accumulate)
 {
-    int64_t tail = K % 32, k_end = K - tail;
-    __mmask16 t0 = fr_mask(tail), t1 = tail > 16 ? fr_mask(tail - 16) : 0;
-    for (int64_t j = 0; j < n; j++) {
-        const float *b = B + j * ldb;
-        for (int64_t r = 0; r < m; r++) {
-            const float *a = A + r * lda;
-            __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-            for (int64_t k = 0; k < k_end; k += 32) {
-                s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
-                s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
-            }
-            if (tail) {
-                s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t0, a + k_end),
-                                     _mm512_maskz_loadu_ps(t0, b + k_end), s0);
-                s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t1, a + k_end + 16),
-                                     _mm512_maskz_loadu_ps(t1, b + k_end + 16), s1);
-            }
-            float dot = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-            C[r * ldc + j] = accumulate ? C[r * ldc + j] + dot : dot;
+    __m512 s[4][4];
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < nb; q++)
+            s[r][q] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 b[4];
+        for (int q = 0; q < nb; q++)
+            b[q] = _mm512_loadu_ps(B + q * ldb + k);
+        for (int r = 0; r < mr; r++) {
+            __m512 a = _mm512_loadu_ps(A + r * lda + k);
+            for (int q = 0; q < nb; q++)
+                s[r][q] = _mm512_fmadd_ps(a, b[q], s[r][q]);
         }
+    }
+    if (k < K) {
+        __mmask16 m = fr_mask(K - k);
+        __m512 b[4];
+        for (int q = 0; q < nb; q++)
+            b[q] = _mm512_maskz_loadu_ps(m, B + q * ldb + k);
+        for (int r = 0; r < mr; r++) {
+            __m512 a = _mm512_maskz_loadu_ps(m, A + r * lda + k);
+            for (int q = 0; q < nb; q++)
+                s[r][q] = _mm512_fmadd_ps(a, b[q], s[r][q]);
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < nb; q++) {
+            float dot = _mm512_reduce_add_ps(s[r][q]);
+            C[r * ldc + q] = accumulate ? C[r * ldc + q] + dot : dot;
+        }
+}
+
+/* fr_dot_tile for nb rows of B and every row of A, four at a time. */
+FR_INLINE void
+fr_dot_rows_of(const int nb, int64_t m, int64_t K, const float *A, int64_t lda, const float *B,
+               int64_t ldb, float *C, int64_t ldc, int accumulate)
+{
+    int64_t r = 0;
+    for (; r + 4 <= m; r += 4)
+        fr_dot_tile(4, nb, K, A + r * lda, lda, B, ldb, C + r * ldc, ldc, accumulate);
+    switch (m - r) {
+    case 3: fr_dot_tile(3, nb, K, A + r * lda, lda, B, ldb, C + r * ldc, ldc, accumulate); break;
+    case 2: fr_dot_tile(2, nb, K, A + r * lda, lda, B, ldb, C + r * ldc, ldc, accumulate); break;
+    case 1: fr_dot_tile(1, nb, K, A + r * lda, lda, B, ldb, C + r * ldc, ldc, accumulate); break;
+    default: break;
+    }
+}
+
+/* C (m x n, ldc) = A (m x K, lda) B^T, or += with accumulate, for a few rows of A
+ * and B (n x K, ldb) as it lies: tiles of four rows of B by up to four of A,
+ * each row of B streamed once for all m rows (from L1 for the rows past the
+ * first four).  For a few rows the product is all memory traffic, and a BLAS
+ * GEMM would first copy B to its packed layout. */
+FR_TARGET void
+fr_dot_rows_avx512(int64_t m, int64_t n, int64_t K, const float *A, int64_t lda, const float *B,
+                   int64_t ldb, float *C, int64_t ldc, int accumulate)
+{
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        fr_dot_rows_of(4, m, K, A, lda, B + j * ldb, ldb, C + j, ldc, accumulate);
+    switch (n - j) {
+    case 3: fr_dot_rows_of(3, m, K, A, lda, B + j * ldb, ldb, C + j, ldc, accumulate); break;
+    case 2: fr_dot_rows_of(2, m, K, A, lda, B + j * ldb, ldb, C + j, ldc, accumulate); break;
+    case 1: fr_dot_rows_of(1, m, K, A, lda, B + j * ldb, ldb, C + j, ldc, accumulate); break;
+    default: break;
     }
 }
 
