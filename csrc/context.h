@@ -178,7 +178,7 @@ static void make_ctx(ctx *c, const fr_blas *blas, const fr_cell *cell, const fr_
     c->format = format;
     c->fz = fz;
     c->panels = format == FR_FORMAT_DENSE && FR_REAL_IS_FLOAT && FR_HAVE_PACKED
-                && fr_worth_packing(d) && fr_packed_enabled();
+                && plan->packs && fr_packed_enabled();
     c->s0 = 0;
 }
 

@@ -64,6 +64,7 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
     } else {
         p.chunk = T;
     }
+    p.packs = fr_worth_packing(G, d, pass);
     return p;
 }
 
@@ -84,7 +85,7 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
     int gru_orig = cell->mode == FR_GRU && !cell->linear_before_reset;
     size_t off = 0;
     /* A frozen call's weights are prepared: it packs none of its own. */
-    int packs = format == FR_FORMAT_DENSE && fr_worth_packing(d);
+    int packs = format == FR_FORMAT_DENSE && plan->packs;
 #define FR_TAKE(field, n) (l.field = off, off += fr_lines(n))
     if (pass == FR_PASS_BACKWARD) {
         FR_TAKE(dgx, TN * GH);
@@ -96,7 +97,7 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
         FR_TAKE(dhtot, N * P);
         FR_TAKE(dhsc, (P || gru_orig) ? N * H : 0);
         /* W_hh packed per thread for the dh product (float32, AVX-512) */
-        FR_TAKE(panels_hh, fr_worth_packing(d) ? GH * (Hout + FR_PANEL * (size_t)plan->per_team) : 0);
+        FR_TAKE(panels_hh, plan->packs ? GH * (Hout + FR_PANEL * (size_t)plan->per_team) : 0);
     } else {
         FR_TAKE(h, 2 * N * Hout);
         FR_TAKE(c, lstm ? N * H : 0);
@@ -120,7 +121,7 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
         l.bias = l.per_thread;
         l.per_thread += fr_lines(GH);
     }
-    if (pass == FR_PASS_BACKWARD && fr_worth_packing(d)) { /* fr_gemm_blocked's operands */
+    if (pass == FR_PASS_BACKWARD && plan->packs) { /* fr_gemm_blocked's operands */
         size_t widest = (size_t)d->input_size > H ? (size_t)d->input_size : H;
         widest = Hout > widest ? Hout : widest;
         l.per_thread += fr_lines((size_t)fr_blocked_scratch((int64_t)widest));

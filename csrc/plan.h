@@ -15,6 +15,7 @@ typedef struct {
     int split;        /* FR_SPLIT_BATCH: batch rows per thread, no barrier per step;
                          FR_SPLIT_HIDDEN: hidden units per thread, a barrier per step */
     int64_t chunk;    /* timesteps per input GEMM (inference; training takes all T) */
+    int packs;        /* a module's call packs its float32 weights (fr_worth_packing) */
 } fr_plan;
 
 /* Offsets (in elements) of one direction's scratch inside ws; the block of
@@ -40,11 +41,25 @@ fr_layout fr_make_layout(const fr_cell *cell, const fr_dims *d, int pass, const 
                          int format);
 fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d);
 
+/* Up to this many rows, A B^T runs as dot products of rows (fr_dot_rows),
+ * reading B where it lies. */
+#define FR_DOT_ROWS 4
+/* The weights of a layer (W_ih and W_hh, floats) that a core's L2 holds. */
+#define FR_L2_WEIGHT_FLOATS (1 << 19)
+
 /* Packing the weights reads them once more than a BLAS call would: it pays
  * from the second step on, and for a single row only over a few steps (BLAS
- * then runs a GEMV, which packs nothing). */
-static inline int fr_worth_packing(const fr_dims *d)
+ * then runs a GEMV, which packs nothing).  Inference on up to FR_DOT_ROWS
+ * rows packs only weights that fit in L2, which the packed product then
+ * reads at the rate of its multiply-adds step after step: larger ones come
+ * from L3 or memory at every step, packed or not, and the dot products read
+ * them where they lie, without the pass that packs them. */
+static inline int fr_worth_packing(int G, const fr_dims *d, int pass)
 {
+    int64_t Hout = d->proj_size ? d->proj_size : d->hidden_size;
+    int64_t floats = G * d->hidden_size * (d->input_size + Hout);
+    if (pass == FR_PASS_INFERENCE && d->batch <= FR_DOT_ROWS && floats > FR_L2_WEIGHT_FLOATS)
+        return 0;
     return d->seq_len >= 2 && d->seq_len * d->batch >= 8;
 }
 

@@ -120,9 +120,6 @@ static void convert_rows(const fr_operand *B, int64_t m, int64_t k, const REAL *
 #endif
 }
 
-/* Up to this many rows, A B^T runs as dot products of rows (fr_dot_rows). */
-#define FR_DOT_ROWS 4
-
 /* Row-major C (m x n) = alpha op(A) op(B) + beta C, op(A) (m x k), op(B) (k x n),
  * through BLAS (or fr_dot_rows for a few rows of A B^T on the packed path). */
 static void gemm_rm(const fr_blas *blas, int trans_a, int trans_b, int64_t m, int64_t n,

@@ -59,7 +59,8 @@ static const fr_blas blas_table = {blas_sgemm, blas_dgemm};
 
 /* Shapes 1, 3, 17, 33 (and 65, 81, 97 where a case must reach a split of the
  * hidden units over 3 threads); T = 1 and T in the hundreds; inference in
- * several chunks of steps; lengths holding 0 and T; both directions. */
+ * several chunks of steps; lengths holding 0 and T; both directions; a few
+ * rows of weights too large to pack. */
 static const spec CASES[] = {
     {"rnn-tanh-1x1-T1", RNN_TANH, SIZES(1, 1, 1, 1), .n_dirs = 1, .bias = 1},
     {"rnn-relu-bi-lengths", RNN_RELU, SIZES(17, 3, 17, 33), .n_dirs = 2, .bias = 1, .lengths = 1},
@@ -79,6 +80,8 @@ static const spec CASES[] = {
      .peephole = 1, .lengths = 1},
     {"lstm-proj-all-options-hidden-split", LSTM_DEFAULT, SIZES(5, 7, 3, 97), .P = 33, .n_dirs = 1,
      .bias = 1, .peephole = 1, .input_forget = 1, .clip = 1.0, .lengths = 1},
+    {"lstm-few-rows-large-weights", LSTM_DEFAULT, SIZES(4, 3, 301, 250), .n_dirs = 1, .bias = 1,
+     .lengths = 1}, /* inference reads W_ih, W_hh where they lie (plan.h) */
     {"lstm-proj1-T150-bi", LSTM_DEFAULT, SIZES(150, 3, 3, 3), .P = 1, .n_dirs = 2, .bias = 1,
      .lengths = 1},
     {"lstm-activations", .mode = FR_LSTM, .act = {FR_HARDSIGMOID, FR_LEAKYRELU, FR_SCALEDTANH},
@@ -402,8 +405,8 @@ static void note_plan(const spec *s, int n_threads)
             reached.batch_split = plan.per_team;
         reached.two_teams |= plan.teams == 2;
         reached.chunks |= pass == FR_PASS_INFERENCE && plan.chunk < s->T;
+        reached.packed |= fr_packed_enabled() && plan.packs;
     }
-    reached.packed |= fr_packed_enabled() && fr_worth_packing(&dims);
 }
 
 /* ---- main --------------------------------------------------------------------- */
