@@ -16,7 +16,11 @@
 #define FR_CHUNK_VALUES 131072
 #define FR_MIN_CHUNK_ROWS 256
 #define FR_CHUNK_ROWS 1024
-/* A batch split wants at least this many rows per thread. */
+/* A batch split wants at least this many rows per thread; in inference of
+ * weights too large for L2 (plan.h), a whole group of rows of the packed
+ * product (FR_FEW_ROWS): with fewer, each thread streams all of W_hh from L3
+ * at every step for a few rows, where a hidden split streams each part once
+ * for all of them. */
 #define FR_MIN_ROWS_PER_THREAD 4
 /* A hidden split wants at least this many units per thread. */
 #define FR_MIN_UNITS_PER_THREAD 16
@@ -44,7 +48,9 @@ fr_plan fr_make_plan(const fr_cell *cell, const fr_dims *d, int pass, int n_thre
             per = by_work < 1 ? 1 : (int)by_work;
     }
     if (per > 1) {
-        if (N >= (int64_t)per * FR_MIN_ROWS_PER_THREAD) {
+        int64_t rows = pass == FR_PASS_INFERENCE && fr_large_weights(G, d) ? FR_FEW_ROWS
+                                                                            : FR_MIN_ROWS_PER_THREAD;
+        if (N >= (int64_t)per * rows) {
             p.split = FR_SPLIT_BATCH;
         } else {
             int64_t by_units = H / FR_MIN_UNITS_PER_THREAD;

@@ -44,8 +44,15 @@ fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d);
 /* Up to this many rows, A B^T runs as dot products of rows (fr_dot_rows),
  * reading B where it lies. */
 #define FR_DOT_ROWS 4
-/* The weights of a layer (W_ih and W_hh, floats) that a core's L2 holds. */
+/* The weights of a layer (W_ih and W_hh, floats) that a core's L2 holds;
+ * fr_large_weights: more than that. */
 #define FR_L2_WEIGHT_FLOATS (1 << 19)
+
+static inline int fr_large_weights(int64_t G, const fr_dims *d)
+{
+    int64_t Hout = d->proj_size ? d->proj_size : d->hidden_size;
+    return G * d->hidden_size * (d->input_size + Hout) > FR_L2_WEIGHT_FLOATS;
+}
 
 /* Packing the weights reads them once more than a BLAS call would: it pays
  * from the second step on, and for a single row only over a few steps (BLAS
@@ -56,9 +63,7 @@ fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d);
  * them where they lie, without the pass that packs them. */
 static inline int fr_worth_packing(int G, const fr_dims *d, int pass)
 {
-    int64_t Hout = d->proj_size ? d->proj_size : d->hidden_size;
-    int64_t floats = G * d->hidden_size * (d->input_size + Hout);
-    if (pass == FR_PASS_INFERENCE && d->batch <= FR_DOT_ROWS && floats > FR_L2_WEIGHT_FLOATS)
+    if (pass == FR_PASS_INFERENCE && d->batch <= FR_DOT_ROWS && fr_large_weights(G, d))
         return 0;
     return d->seq_len >= 2 && d->seq_len * d->batch >= 8;
 }

@@ -217,12 +217,13 @@ def test_thread_splits_match_reference(mode, cell_opts, layer_opts, shape, with_
 
 
 # Inference on up to four rows reads weights too big for L2 where they lie
-# (dot products of rows, nothing packed): gates * H * (I + H) > 2^19 floats.
+# (dot products of rows, nothing packed): gates * H * (I + H) > 2^19 floats;
+# on two threads, fewer than 16 rows of them split the hidden units.
 # Widths that leave tails: of the rows of B (n mod 4) and of K (mod 16).
 @pytest.mark.parametrize("mode,layer_opts,I,H", [("rnn", {}, 301, 650), ("lstm", {}, 301, 250),
                                                  ("lstm", {"proj": 37}, 601, 250),
                                                  ("gru", {}, 301, 342)])
-@pytest.mark.parametrize("N", [1, 3, 4])
+@pytest.mark.parametrize("N", [1, 3, 4, 8])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_few_rows_of_large_weights_match_reference(mode, layer_opts, I, H, N, n_threads,
                                                    kernel_dtype):

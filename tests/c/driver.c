@@ -82,6 +82,8 @@ static const spec CASES[] = {
      .bias = 1, .peephole = 1, .input_forget = 1, .clip = 1.0, .lengths = 1},
     {"lstm-few-rows-large-weights", LSTM_DEFAULT, SIZES(4, 3, 301, 250), .n_dirs = 1, .bias = 1,
      .lengths = 1}, /* inference reads W_ih, W_hh where they lie (plan.h) */
+    {"gru-8-rows-large-weights-hidden-split", GRU_DEFAULT, SIZES(3, 8, 301, 342), .n_dirs = 1,
+     .bias = 1, .linear_before_reset = 1}, /* inference splits the units (plan.c) */
     {"lstm-proj1-T150-bi", LSTM_DEFAULT, SIZES(150, 3, 3, 3), .P = 1, .n_dirs = 2, .bias = 1,
      .lengths = 1},
     {"lstm-activations", .mode = FR_LSTM, .act = {FR_HARDSIGMOID, FR_LEAKYRELU, FR_SCALEDTANH},
