@@ -44,6 +44,11 @@ fr_saved_layout fr_make_saved_layout(const fr_cell *cell, const fr_dims *d);
 /* Up to this many rows, A B^T runs as dot products of rows (fr_dot_rows),
  * reading B where it lies. */
 #define FR_DOT_ROWS 4
+/* An input product over up to this many rows of a weight that the call does
+ * not pack runs as dot products too: it reads W_ih once, where BLAS would
+ * copy it to its packed layout first, a pass as long as the product itself
+ * over so few rows. */
+#define FR_DOT_INPUT_ROWS 32
 /* The weights of a layer (W_ih and W_hh, floats) that a core's L2 holds;
  * fr_large_weights: more than that. */
 #define FR_L2_WEIGHT_FLOATS (1 << 19)

@@ -329,6 +329,12 @@ static void input_product(const ctx *c, const work *w, const fr_operand *B, cons
 #endif
     for (int64_t r = 0; r < rows; r++)
         memcpy(C + r * ldc + k0, bias, (size_t)(k1 - k0) * sizeof(REAL));
+#if FR_PACKED_PATH
+    if (B->format == FR_FORMAT_DENSE && rows <= FR_DOT_INPUT_ROWS && fr_packed_enabled()) {
+        fr_dot_rows(rows, k1 - k0, c->I, x_row, ldx, B->dense, B->ld, C + k0, ldc, 1);
+        return;
+    }
+#endif
     weight_product(c->blas, B, 1, rows, k1 - k0, c->I, x_row, ldx, C + k0, ldc, 1);
 }
 
